@@ -1,0 +1,55 @@
+// Package runner supervises the migration command: it streams the command's
+// output live while keeping a bounded copy, forwards signals to it, makes sure
+// it does not outlive migrun, and reports how it ended.
+package runner
+
+import (
+	"errors"
+	"io"
+	"syscall"
+	"time"
+)
+
+// Errors from Start that callers map to exit statuses 127 and 126.
+var (
+	ErrNotFound      = errors.New("command not found")
+	ErrNotExecutable = errors.New("command not executable")
+)
+
+// Options tune how a command is supervised. The zero value is usable.
+type Options struct {
+	// Stdout and Stderr receive the command's output live; nil discards it.
+	// A write error (a closed pipe) stops the live copy, never the command.
+	Stdout, Stderr io.Writer
+	// CaptureHead and CaptureTail bound the captured copy: the first and the
+	// last so many bytes are kept. 0 means 64 KiB each.
+	CaptureHead, CaptureTail int
+	// ReapOrphans makes the runner reap every child that is reparented to
+	// migrun (needed when migrun is PID 1) without losing the command's status.
+	ReapOrphans bool
+	// DrainTimeout bounds how long output is read after the command exited,
+	// when a grandchild still holds the pipes open. 0 means 2s.
+	DrainTimeout time.Duration
+}
+
+// Result is how the command ended.
+type Result struct {
+	ExitCode int            // the exit code; -1 when the command died of a signal
+	Signal   syscall.Signal // the signal that killed the command, 0 if it exited
+	Duration time.Duration
+	// Output is stdout and stderr interleaved in arrival order, bounded: when
+	// more was written than fits, the head and the tail are kept with a marker
+	// line between them saying how much was left out.
+	Output  string
+	Omitted int64 // bytes left out of Output
+	MaxRSS  int64 // the command's peak resident set, in bytes
+}
+
+// Status is the exit status migrun should exit with: the command's own code,
+// or 128+N when it died of signal N.
+func (r Result) Status() int {
+	if r.Signal != 0 {
+		return 128 + int(r.Signal)
+	}
+	return r.ExitCode
+}
