@@ -51,6 +51,7 @@ type Lock struct {
 	Mode     string        // session, transaction, none
 	Name     string        // the lock name
 	Waited   time.Duration // how long it took to acquire
+	Timeout  time.Duration // the configured lock timeout
 	Acquired bool
 	Lost     string // non-empty when the lock connection was lost while held: why
 }

@@ -1,0 +1,71 @@
+package report
+
+import (
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/migrun/migrun/rails"
+)
+
+func TestDescribe(t *testing.T) {
+	tests := []struct {
+		r    Result
+		want string
+	}{
+		{Result{Outcome: Succeeded}, "succeeded"},
+		{Result{Outcome: Failed, ExitCode: 1}, "failed (exit 1)"},
+		{Result{Outcome: Signaled, Signal: "SIGTERM"}, "terminated by SIGTERM"},
+		{Result{Outcome: LockTimeout, Lock: Lock{Timeout: 30 * time.Minute}}, "lock not acquired in 30m0s"},
+		{Result{Outcome: Unreachable}, "database unreachable"},
+		{Result{Outcome: Skipped}, "skipped (nothing pending)"},
+		{Result{Outcome: ConfigError}, "configuration error"},
+	}
+	for _, tt := range tests {
+		if got := tt.r.Describe(); got != tt.want {
+			t.Errorf("Describe(%v) = %q, want %q", tt.r.Outcome, got, tt.want)
+		}
+	}
+}
+
+func TestSummary(t *testing.T) {
+	base := Result{
+		Outcome: Failed, ExitStatus: 1, ExitCode: 1, Duration: 1500 * time.Millisecond,
+		Migrations: []rails.Migration{{Version: "20240101000000", Name: "CreateUsers", Action: "migrated"}},
+	}
+	tests := []struct {
+		name     string
+		output   string
+		contains []string
+	}{
+		{name: "short output kept whole", output: "rails aborted!\nboom\n", contains: []string{"failed (exit 1)", "exit status 1", "20240101000000 CreateUsers migrated", "rails aborted!\nboom\n"}},
+		{name: "long output keeps its tail", output: strings.Repeat("a", 10000) + "THE END", contains: []string{"THE END", "output (tail):"}},
+		{name: "multibyte output is not split", output: strings.Repeat("é", 5000), contains: []string{"é"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := base
+			r.Output = tt.output
+			got := r.Summary()
+			if len(got) > MaxSummary {
+				t.Errorf("summary is %d bytes, want at most %d", len(got), MaxSummary)
+			}
+			if !utf8.ValidString(got) {
+				t.Errorf("summary is not valid UTF-8")
+			}
+			for _, c := range tt.contains {
+				if !strings.Contains(got, c) {
+					t.Errorf("summary %q does not contain %q", got, c)
+				}
+			}
+		})
+	}
+}
+
+func TestSummaryHugeHeader(t *testing.T) {
+	r := Result{Outcome: Succeeded, Err: strings.Repeat("x", 10000), Output: "tail"}
+	if got := r.Summary(); len(got) > MaxSummary {
+		t.Errorf("summary is %d bytes, want at most %d", len(got), MaxSummary)
+	}
+}
