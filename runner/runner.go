@@ -20,12 +20,15 @@ var (
 type Options struct {
 	// Stdout and Stderr receive the command's output live; nil discards it.
 	// A write error (a closed pipe) stops the live copy, never the command.
+	// At most one Write runs at a time, so both may be the same writer.
 	Stdout, Stderr io.Writer
 	// CaptureHead and CaptureTail bound the captured copy: the first and the
 	// last so many bytes are kept. 0 means 64 KiB each.
 	CaptureHead, CaptureTail int
 	// ReapOrphans makes the runner reap every child that is reparented to
 	// migrun (needed when migrun is PID 1) without losing the command's status.
+	// Once set, orphans are reaped for the rest of migrun's life, and any
+	// child not started by this package may have its status reaped too.
 	ReapOrphans bool
 	// DrainTimeout bounds how long output is read after the command exited,
 	// when a grandchild still holds the pipes open. 0 means 2s.

@@ -1,0 +1,293 @@
+package runner
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
+)
+
+const (
+	defaultCapture      = 64 << 10
+	defaultDrainTimeout = 2 * time.Second
+	readBufferSize      = 32 << 10
+)
+
+// Process is a running command started by Start.
+type Process struct {
+	child   *child
+	exited  chan struct{} // closed once the command has been reaped
+	done    chan struct{} // closed once result is set
+	result  Result
+	capture *capture
+}
+
+// Start starts argv with env as its environment (nil inherits migrun's) and
+// stdin from /dev/null, in a process group of its own so that signals reach
+// a whole pipeline. argv[0] is looked up in the PATH of env, or in migrun's
+// when env sets none. The errors wrap ErrNotFound or ErrNotExecutable when
+// the command cannot be run.
+//
+// The command (the direct child: Pdeathsig reaches no further) is killed if
+// migrun dies. Its output is copied live to opts.Stdout and opts.Stderr, and
+// into the bounded Result.Output. Start also installs a SIGPIPE handler for
+// the whole process, so that a closed stdout cannot kill migrun.
+func Start(argv []string, env []string, opts Options) (*Process, error) {
+	if len(argv) == 0 {
+		return nil, errors.New("start command: empty command line")
+	}
+	name := argv[0]
+	path, err := lookPath(name, pathFrom(env))
+	if err != nil {
+		return nil, fmt.Errorf("start %q: %w", name, err)
+	}
+	if opts.ReapOrphans {
+		if err := startOrphanReaper(); err != nil {
+			return nil, fmt.Errorf("start %q: %w", name, err)
+		}
+	}
+	catchSIGPIPE()
+
+	// exec is given *os.File ends, so it starts no copying goroutines of its
+	// own: the readers below own the output.
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("start %q: stdout pipe: %w", name, err)
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		return nil, fmt.Errorf("start %q: stderr pipe: %w", name, err)
+	}
+	cmd := &exec.Cmd{
+		Path:   path,
+		Args:   argv,
+		Env:    env,
+		Stdout: outW,
+		Stderr: errW,
+		SysProcAttr: &syscall.SysProcAttr{
+			Setpgid:   true,
+			Pdeathsig: syscall.SIGKILL,
+		},
+	}
+
+	head, tail := opts.CaptureHead, opts.CaptureTail
+	if head <= 0 {
+		head = defaultCapture
+	}
+	if tail <= 0 {
+		tail = defaultCapture
+	}
+	drainTimeout := opts.DrainTimeout
+	if drainTimeout <= 0 {
+		drainTimeout = defaultDrainTimeout
+	}
+	p := &Process{
+		exited:  make(chan struct{}),
+		done:    make(chan struct{}),
+		capture: newCapture(head, tail),
+	}
+
+	var readers sync.WaitGroup
+	drained := make(chan struct{})
+	started := make(chan error, 1)
+	go p.supervise(cmd, started, drained, drainTimeout, func() {
+		// A grandchild still holds the pipes: stop reading, so the readers
+		// return and close their ends.
+		now := time.Now()
+		_ = outR.SetReadDeadline(now)
+		_ = errR.SetReadDeadline(now)
+	})
+	err = <-started
+	// The child has its own copies; ours must go so the readers see EOF
+	// when the command (and whatever inherited them) is gone.
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		outR.Close()
+		errR.Close()
+		return nil, fmt.Errorf("start %q: %w", name, classifyStartError(err))
+	}
+
+	// One lock for both live writers: at most one Write at a time, so
+	// Stdout and Stderr may be the same writer.
+	var liveMu sync.Mutex
+	readers.Add(2)
+	go p.copyOutput(&readers, outR, &liveWriter{mu: &liveMu, w: opts.Stdout})
+	go p.copyOutput(&readers, errR, &liveWriter{mu: &liveMu, w: opts.Stderr})
+	go func() {
+		readers.Wait()
+		close(drained)
+	}()
+	return p, nil
+}
+
+// supervise starts cmd and reaps it from one locked OS thread: Pdeathsig
+// fires when the thread that forked the command exits, and the Go runtime
+// may retire an unlocked thread at any time, which would kill the command.
+func (p *Process) supervise(cmd *exec.Cmd, started chan<- error, drained <-chan struct{}, drainTimeout time.Duration, stopReading func()) {
+	runtime.LockOSThread()
+	startedAt := time.Now()
+
+	children.Lock()
+	err := cmd.Start()
+	if err == nil {
+		p.child = &child{pid: cmd.Process.Pid, done: make(chan struct{})}
+		children.byPid[p.child.pid] = p.child
+	}
+	children.Unlock()
+	if err != nil {
+		runtime.UnlockOSThread()
+		started <- err
+		return
+	}
+	notifyChildStarted()
+	started <- nil
+
+	e := p.child.wait()
+	runtime.UnlockOSThread()
+	// Reaped already: Release only frees what os.Process holds (a pidfd).
+	_ = cmd.Process.Release()
+	close(p.exited)
+
+	timer := time.NewTimer(drainTimeout)
+	select {
+	case <-drained:
+	case <-timer.C:
+		slog.Debug("command exited but its output is still open; not waiting for it",
+			"pid", p.child.pid, "drain_timeout", drainTimeout)
+		// Not waiting for the readers: one may be stuck in a live writer
+		// that stopped reading, and the capture is complete enough.
+		stopReading()
+	}
+	timer.Stop()
+
+	r := Result{
+		Duration: e.at.Sub(startedAt),
+		MaxRSS:   e.rusage.Maxrss * 1024, // KiB on Linux
+	}
+	switch {
+	case e.err != nil:
+		slog.Error("the command's exit status was lost", "pid", p.child.pid, "error", e.err)
+		r.ExitCode = -1
+	case e.status.Signaled():
+		r.ExitCode = -1
+		r.Signal = e.status.Signal()
+	default:
+		r.ExitCode = e.status.ExitStatus()
+	}
+	r.Output, r.Omitted = p.capture.result()
+	p.result = r
+	close(p.done)
+}
+
+// copyOutput reads one of the command's streams until EOF (or until the
+// drain deadline), into the shared capture and on to the live writer.
+func (p *Process) copyOutput(wg *sync.WaitGroup, r *os.File, live *liveWriter) {
+	defer wg.Done()
+	defer r.Close()
+	buf := make([]byte, readBufferSize)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			_, _ = p.capture.Write(buf[:n])
+			live.write(buf[:n])
+		}
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrDeadlineExceeded) {
+				slog.Warn("reading the command's output failed", "error", err)
+			}
+			return
+		}
+	}
+}
+
+// liveWriter forwards output to a caller's writer until the first error:
+// a closed stdout must not stop the copy into the capture, nor block the
+// command on a full pipe.
+type liveWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l *liveWriter) write(p []byte) {
+	if l.w == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, err := l.w.Write(p); err != nil {
+		l.w = nil
+	}
+}
+
+var sigpipeOnce sync.Once
+
+// catchSIGPIPE keeps a write to a closed stdout or stderr from killing
+// migrun (and, through Pdeathsig, the migration): without a handler the Go
+// runtime dies of SIGPIPE on such a write to fd 1 or 2. A handler, unlike
+// ignoring the signal, is reset by exec, so the command still gets the
+// default behaviour.
+func catchSIGPIPE() {
+	sigpipeOnce.Do(func() {
+		signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
+	})
+}
+
+// Pid is the command's process id, which is also its process group id.
+func (p *Process) Pid() int { return p.child.pid }
+
+// Signal sends sig to the command's process group, so that every process of
+// a pipeline gets it. Once the command has been reaped it returns
+// os.ErrProcessDone and signals nothing: its pid may belong to someone else.
+func (p *Process) Signal(sig syscall.Signal) error {
+	children.Lock()
+	defer children.Unlock()
+	if p.child.reaped {
+		return os.ErrProcessDone
+	}
+	if err := syscall.Kill(-p.child.pid, sig); err != nil {
+		return fmt.Errorf("send %v to process group %d: %w", sig, p.child.pid, err)
+	}
+	return nil
+}
+
+// Stop asks the command to stop with SIGTERM and, if it is still running
+// after grace, kills its process group with SIGKILL. It returns when the
+// command has exited or SIGKILL was sent; Wait collects the result.
+func (p *Process) Stop(grace time.Duration) {
+	if err := p.Signal(syscall.SIGTERM); err != nil {
+		if !errors.Is(err, os.ErrProcessDone) {
+			slog.Warn("stopping the command", "error", err)
+		}
+		return
+	}
+	timer := time.NewTimer(grace)
+	defer timer.Stop()
+	select {
+	case <-p.exited:
+		return
+	case <-timer.C:
+	}
+	slog.Warn("the command did not stop in time; killing it", "pid", p.child.pid, "grace", grace)
+	if err := p.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		slog.Warn("killing the command", "error", err)
+	}
+}
+
+// Wait blocks until the command has exited and its output has been read
+// (for at most Options.DrainTimeout after the exit, in case a grandchild
+// keeps the output open), and returns how it ended. It may be called any
+// number of times, from any goroutine.
+func (p *Process) Wait() Result {
+	<-p.done
+	return p.result
+}
