@@ -10,8 +10,11 @@ package lock
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/migrun/migrun/dburl"
 )
 
 // Sentinel errors callers branch on.
@@ -67,3 +70,60 @@ type Locker interface {
 	// String describes the lock for logs, e.g. `postgresql advisory lock (123, 456) "app"`.
 	String() string
 }
+
+// Defaults for Options.
+const (
+	DefaultConnectTimeout = 60 * time.Second
+	DefaultKeepAlive      = 10 * time.Second
+)
+
+// New validates the options against the database and returns a Locker
+// for it; it does no I/O. u may be nil for ModeNone.
+func New(u *dburl.URL, opts Options) (Locker, error) {
+	if opts.Mode == "" {
+		opts.Mode = ModeSession
+	}
+	if opts.ConnectTimeout <= 0 {
+		opts.ConnectTimeout = DefaultConnectTimeout
+	}
+	if opts.KeepAlive <= 0 {
+		opts.KeepAlive = DefaultKeepAlive
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	switch opts.Mode {
+	case ModeNone:
+		return nop{}, nil
+	case ModeSession, ModeTransaction:
+	default:
+		return nil, fmt.Errorf("%w: unknown lock mode %q", ErrUnsupported, opts.Mode)
+	}
+	if u == nil {
+		return nil, fmt.Errorf("%w: no database to lock", ErrUnsupported)
+	}
+	if opts.Name == "" {
+		return nil, fmt.Errorf("%w: empty lock name", ErrUnsupported)
+	}
+	if opts.Mode == ModeTransaction && u.Adapter != dburl.PostgreSQL {
+		return nil, fmt.Errorf("%w: lock mode transaction is for PostgreSQL only, not %s", ErrUnsupported, u.Adapter)
+	}
+	switch {
+	case u.Adapter == dburl.PostgreSQL:
+		return newPostgres(u, opts), nil
+	case u.IsMySQL():
+		return newMySQL(u, opts), nil
+	case u.Adapter == dburl.SQLite3:
+		return newFile(u, opts), nil
+	}
+	return nil, fmt.Errorf("%w: no lock for adapter %s", ErrUnsupported, u.Adapter)
+}
+
+// nop is the Locker of ModeNone.
+type nop struct{}
+
+func (nop) Lock(context.Context) error   { return nil }
+func (nop) Unlock(context.Context) error { return nil }
+func (nop) Lost() <-chan struct{}        { return nil }
+func (nop) Err() error                   { return nil }
+func (nop) String() string               { return "no lock" }

@@ -1,0 +1,67 @@
+package lock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/migrun/migrun/dburl"
+)
+
+// fileLocker holds an exclusive flock on a file beside a sqlite3
+// database, for local runs and development. The kernel frees it when
+// migrun exits, however it exits.
+type fileLocker struct {
+	*keepAlive
+	path string
+	opts Options
+	f    *os.File
+}
+
+func newFile(u *dburl.URL, opts Options) *fileLocker {
+	return &fileLocker{keepAlive: newKeepAlive(), path: u.Database + ".migrun.lock", opts: opts}
+}
+
+func (l *fileLocker) String() string { return fmt.Sprintf("file lock %s", l.path) }
+
+func (l *fileLocker) Lock(ctx context.Context) error {
+	f, err := os.OpenFile(l.path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return fmt.Errorf("%w: open lock file: %w", ErrUnavailable, err)
+	}
+	backoff := 10 * time.Millisecond
+	announced := false
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			l.f = f
+			return nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
+			f.Close()
+			return fmt.Errorf("%w: lock %s: %w", ErrUnavailable, l.path, err)
+		}
+		if !announced {
+			l.opts.Logger.Info("lock is held by another runner; waiting", "lock", l.String())
+			announced = true
+		}
+		if err := sleep(ctx, jitter(backoff)); err != nil {
+			f.Close()
+			return err
+		}
+		backoff = min(backoff*2, 200*time.Millisecond)
+	}
+}
+
+func (l *fileLocker) Unlock(context.Context) error {
+	if l.f == nil {
+		return nil
+	}
+	err := syscall.Flock(int(l.f.Fd()), syscall.LOCK_UN)
+	l.f.Close()
+	l.f = nil
+	return err
+}

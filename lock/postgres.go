@@ -1,0 +1,323 @@
+package lock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/migrun/migrun/dburl"
+)
+
+// pgParams are the URL parameters that mean something to libpq and pgx;
+// Rails' own (pool, encoding, reconnect, ...) would make the server refuse
+// the connection.
+var pgParams = []string{"sslmode", "sslrootcert", "sslcert", "sslkey", "sslpassword", "sslsni",
+	"application_name", "target_session_attrs", "options"}
+
+// pgLocker holds a PostgreSQL advisory lock in the two-int4 key space,
+// which never overlaps Rails' single-bigint migration lock.
+type pgLocker struct {
+	*keepAlive
+	u       *dburl.URL
+	opts    Options
+	k1, k2  int32
+	channel string // LISTEN/NOTIFY channel of this key
+	conn    *pgx.Conn
+	held    bool
+}
+
+func newPostgres(u *dburl.URL, opts Options) *pgLocker {
+	h := fnv.New64a()
+	h.Write([]byte("migrun:" + opts.Name))
+	sum := h.Sum64()
+	return &pgLocker{
+		keepAlive: newKeepAlive(),
+		u:         u,
+		opts:      opts,
+		k1:        int32(sum >> 32),
+		k2:        int32(sum),
+		channel:   fmt.Sprintf("migrun_lock_%016x", sum),
+	}
+}
+
+func (p *pgLocker) String() string {
+	mode := ""
+	if p.opts.Mode == ModeTransaction {
+		mode = " in a transaction"
+	}
+	return fmt.Sprintf("postgresql advisory lock (%d, %d)%s %q on %s", p.k1, p.k2, mode, p.opts.Name, p.where())
+}
+
+func (p *pgLocker) where() string {
+	host := p.u.Host
+	if host == "" {
+		host = p.u.Params["host"]
+	}
+	if host == "" {
+		host = "localhost"
+	}
+	port := p.u.Port
+	if port == 0 {
+		port = 5432
+	}
+	return net.JoinHostPort(host, strconv.Itoa(port)) + "/" + p.u.Database
+}
+
+// config builds pgx's configuration from the URL's fields; the password is
+// set afterwards, so it is in no string pgx could echo.
+func (p *pgLocker) config() (*pgx.ConnConfig, error) {
+	kv := map[string]string{"dbname": p.u.Database, "application_name": "migrun"}
+	if p.u.User != "" {
+		kv["user"] = p.u.User
+	}
+	if p.u.Host != "" {
+		kv["host"] = p.u.Host
+	} else if h := p.u.Params["host"]; h != "" {
+		kv["host"] = h
+	}
+	if p.u.Port != 0 {
+		kv["port"] = strconv.Itoa(p.u.Port)
+	} else if port := p.u.Params["port"]; port != "" {
+		kv["port"] = port
+	}
+	for _, k := range pgParams {
+		if v, ok := p.u.Params[k]; ok {
+			kv[k] = v
+		}
+	}
+	var b strings.Builder
+	for k, v := range kv {
+		fmt.Fprintf(&b, "%s='%s' ", k, strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v))
+	}
+	cfg, err := pgx.ParseConfig(b.String())
+	if err != nil {
+		return nil, fmt.Errorf("%w: postgresql connection settings: %s", ErrUnsupported, firstLine(err))
+	}
+	cfg.Password = p.u.Password
+	if pw := p.u.Params["password"]; pw != "" && cfg.Password == "" {
+		cfg.Password = pw
+	}
+	// The simple protocol prepares nothing, so it works through PgBouncer.
+	cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+	cfg.ConnectTimeout = 0 // bounded by the context of each attempt
+	return cfg, nil
+}
+
+func (p *pgLocker) connect(ctx context.Context) error {
+	cfg, err := p.config()
+	if err != nil {
+		return err
+	}
+	return connectRetrying(ctx, p.opts, p.where(), func(ctx context.Context) error {
+		conn, err := pgx.ConnectConfig(ctx, cfg)
+		if err != nil {
+			return classifyPG(err, cfg)
+		}
+		if p.opts.Mode == ModeSession {
+			if _, err := conn.Exec(ctx, "LISTEN "+p.channel); err != nil {
+				conn.Close(context.Background())
+				return fmt.Errorf("listen: %w", err)
+			}
+		}
+		p.conn = conn
+		return nil
+	})
+}
+
+// classifyPG makes a connect error one line with its real cause, and marks
+// the ones retrying cannot fix.
+func classifyPG(err error, cfg *pgx.ConnConfig) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		clean := fmt.Errorf("%s (SQLSTATE %s)", pgErr.Message, pgErr.Code)
+		switch pgErr.Code {
+		case "28P01", "28000", "3D000", "42501":
+			return &permanentError{clean}
+		}
+		return clean
+	}
+	// With sslmode=prefer pgx tries TLS first; its error lists each try,
+	// and the last line is the real cause.
+	msg := lastLine(err)
+	if strings.Contains(msg, "server refused TLS connection") && cfg.TLSConfig != nil && len(cfg.Fallbacks) == 0 {
+		return &permanentError{errors.New("TLS is required but the server does not offer it")}
+	}
+	return errors.New(msg)
+}
+
+func (p *pgLocker) Lock(ctx context.Context) error {
+	backoff := 50 * time.Millisecond
+	announced := false
+	for {
+		if p.conn == nil {
+			if err := p.connect(ctx); err != nil {
+				return err
+			}
+		}
+		ok, err := p.try(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctxErr(ctx)
+			}
+			if err := p.dropBroken(err); err != nil {
+				return err
+			}
+			continue
+		}
+		if ok {
+			return p.acquired(ctx)
+		}
+		if !announced {
+			p.opts.Logger.Info("lock is held by another runner; waiting", "lock", p.String())
+			announced = true
+		}
+		if err := p.waitTurn(ctx, jitter(backoff)); err != nil {
+			if ctx.Err() != nil {
+				return ctxErr(ctx)
+			}
+			if err := p.dropBroken(err); err != nil {
+				return err
+			}
+		}
+		backoff = min(backoff*2, 2*time.Second)
+	}
+}
+
+// try makes one attempt, holding no transaction or snapshot afterwards
+// unless it got the lock in transaction mode.
+func (p *pgLocker) try(ctx context.Context) (bool, error) {
+	var ok bool
+	if p.opts.Mode == ModeSession {
+		err := p.conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1, $2)", p.k1, p.k2).Scan(&ok)
+		return ok, err
+	}
+	if _, err := p.conn.Exec(ctx, "BEGIN"); err != nil {
+		return false, err
+	}
+	if _, err := p.conn.Exec(ctx, "SET LOCAL idle_in_transaction_session_timeout = 0"); err != nil {
+		return false, err
+	}
+	if err := p.conn.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock($1, $2)", p.k1, p.k2).Scan(&ok); err != nil {
+		return false, err
+	}
+	if !ok {
+		_, err := p.conn.Exec(ctx, "ROLLBACK")
+		return false, err
+	}
+	return true, nil
+}
+
+// waitTurn waits up to d: in session mode for the holder's NOTIFY, which
+// wakes waiters at once; in transaction mode (no LISTEN through a
+// transaction pooler) simply d.
+func (p *pgLocker) waitTurn(ctx context.Context, d time.Duration) error {
+	if p.opts.Mode != ModeSession {
+		return sleep(ctx, d)
+	}
+	wctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	_, err := p.conn.WaitForNotification(wctx)
+	if err != nil && wctx.Err() != nil && ctx.Err() == nil {
+		return nil // the poll interval passed: try again
+	}
+	return err
+}
+
+// dropBroken closes a connection that failed, so the next round reconnects;
+// errors the server answered with are returned instead.
+func (p *pgLocker) dropBroken(err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return fmt.Errorf("acquire %s: %s (SQLSTATE %s)", p.String(), pgErr.Message, pgErr.Code)
+	}
+	p.opts.Logger.Warn("lock connection lost while waiting; reconnecting", "lock", p.String(), "err", lastLine(err))
+	p.close()
+	return nil
+}
+
+// acquired checks that the lock is held by this very backend (through a
+// transaction pooler the next statement may run on another one, and a
+// session lock would then exclude nobody) and starts the keep-alive.
+func (p *pgLocker) acquired(ctx context.Context) error {
+	p.held = true
+	ours, err := p.ours(ctx)
+	if err != nil {
+		p.Unlock(context.WithoutCancel(ctx))
+		return fmt.Errorf("%w: verify %s: %s", ErrUnavailable, p.String(), lastLine(err))
+	}
+	if !ours {
+		p.Unlock(context.WithoutCancel(ctx))
+		return fmt.Errorf("%w: the lock is not held by migrun's own database session: is a transaction pooler (PgBouncer pool_mode=transaction) in between? Use MIGRUN_LOCK_MODE=transaction", ErrUnsupported)
+	}
+	p.start(p.opts.KeepAlive, p.opts.Logger, p.String(), func(ctx context.Context) error {
+		ours, err := p.ours(ctx)
+		if err != nil {
+			return errors.New(lastLine(err))
+		}
+		if !ours {
+			return errors.New("the lock is no longer held by migrun's database session")
+		}
+		return nil
+	})
+	return nil
+}
+
+// ours reports whether this backend holds the lock.
+func (p *pgLocker) ours(ctx context.Context) (bool, error) {
+	var ok bool
+	err := p.conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks
+		WHERE locktype = 'advisory' AND classid = $1::oid AND objid = $2::oid AND objsubid = 2
+		  AND pid = pg_backend_pid() AND granted)`, int64(uint32(p.k1)), int64(uint32(p.k2))).Scan(&ok)
+	return ok, err
+}
+
+func (p *pgLocker) Unlock(ctx context.Context) error {
+	p.halt()
+	if p.conn == nil {
+		return nil
+	}
+	defer p.close()
+	if !p.held {
+		return nil
+	}
+	p.held = false
+	var err error
+	if p.opts.Mode == ModeSession {
+		// Unlock and wake the waiters; the NOTIFY is delivered when this
+		// statement commits, after the unlock.
+		_, err = p.conn.Exec(ctx, "SELECT pg_advisory_unlock($1, $2), pg_notify($3, '')", p.k1, p.k2, p.channel)
+	} else {
+		_, err = p.conn.Exec(ctx, "COMMIT")
+	}
+	if err != nil {
+		return fmt.Errorf("release %s: %s", p.String(), lastLine(err))
+	}
+	return nil
+}
+
+func (p *pgLocker) close() {
+	if p.conn != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = p.conn.Close(ctx)
+		p.conn = nil
+	}
+}
+
+func lastLine(err error) string {
+	lines := strings.Split(strings.TrimSpace(err.Error()), "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
+}
+
+func firstLine(err error) string {
+	line, _, _ := strings.Cut(err.Error(), "\n")
+	return line
+}
