@@ -1,0 +1,28 @@
+# migrun: the commands the README and CI use.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# The one build recipe: the Dockerfile runs `make build` too, so they cannot drift.
+GOFLAGS_BUILD := -trimpath -ldflags "-s -w -X main.version=$(VERSION)"
+BIN ?= bin/migrun
+
+.PHONY: build test check demo fuzz bench clean
+
+build:
+	CGO_ENABLED=0 go build $(GOFLAGS_BUILD) -o $(BIN) ./cmd/migrun
+
+# The test command: unit and integration tests (throwaway PostgreSQL and
+# MariaDB servers and a real Rails app), with the race detector.
+test:
+	go test -race -count=1 -timeout 30m ./...
+
+# Static checks CI runs besides the tests.
+check:
+	go vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+# Run migrun once with no database server: a sqlite3 file lock and a sample command.
+demo: build
+	@mkdir -p tmp
+	DATABASE_URL=sqlite3:tmp/demo.sqlite3 $(BIN) run -- sh -c 'echo "== 20240101000000 CreateUsers: migrated (0.0046s) ==="'
+
+clean:
+	rm -rf bin tmp

@@ -1,0 +1,74 @@
+// Command migrun makes a database migration a safe, ordered step of a
+// deploy: it takes an advisory lock, runs the migration command, reports the
+// result and exits with a status the orchestrator can act on.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+	"strings"
+)
+
+// version is stamped at build time with -ldflags "-X main.version=...".
+var version = ""
+
+// Exit statuses besides the command's own (sysexits.h where one fits).
+const (
+	exitUsage         = 64  // EX_USAGE: bad flags, variables or URL
+	exitUnavailable   = 69  // EX_UNAVAILABLE: database unreachable or refused us
+	exitSoftware      = 70  // EX_SOFTWARE: migrun itself failed
+	exitTempFail      = 75  // EX_TEMPFAIL: lock not acquired in time
+	exitNotExecutable = 126 // as shells and tini
+	exitNotFound      = 127
+)
+
+func main() {
+	os.Exit(Main(context.Background(), os.Args[1:], environMap(os.Environ()), os.Stdout, os.Stderr))
+}
+
+// Main runs migrun with args (without the program name) and returns the
+// exit status. It is main without the process globals, for tests.
+func Main(ctx context.Context, args []string, environ map[string]string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		return runCommand(ctx, nil, environ, stdout, stderr)
+	}
+	switch args[0] {
+	case "run":
+		return runCommand(ctx, args[1:], environ, stdout, stderr)
+	case "version", "--version", "-version":
+		fmt.Fprintln(stdout, "migrun", versionString())
+		return 0
+	case "help", "-h", "-help", "--help":
+		printUsage(stdout)
+		return 0
+	}
+	if strings.HasPrefix(args[0], "-") {
+		// `migrun [flags] -- COMMAND` is `migrun run [flags] -- COMMAND`.
+		return runCommand(ctx, args, environ, stdout, stderr)
+	}
+	fmt.Fprintf(stderr, "migrun: unknown command %q (want run or version; see migrun help)\n", args[0])
+	return exitUsage
+}
+
+func versionString() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+func environMap(environ []string) map[string]string {
+	m := make(map[string]string, len(environ))
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			m[k] = v
+		}
+	}
+	return m
+}

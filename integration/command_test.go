@@ -1,0 +1,105 @@
+package integration
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// TestExitStatus: migrun exits with what the command did, and with its own
+// documented statuses when it could not run it.
+func TestExitStatus(t *testing.T) {
+	dir := t.TempDir()
+	notExec := filepath.Join(dir, "not-executable")
+	if err := os.WriteFile(notExec, []byte("#!/bin/sh\necho hi\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sqlite := "sqlite3:" + filepath.Join(dir, "db.sqlite3")
+	tests := []struct {
+		name   string
+		env    map[string]string
+		args   []string
+		status int
+		term   string // in the termination log
+	}{
+		{name: "success", args: []string{"--", "true"}, status: 0, term: "succeeded"},
+		{name: "failure", args: []string{"--", "sh", "-c", "echo broke >&2; exit 3"}, status: 3, term: "failed (exit 3)"},
+		{name: "killed by a signal", args: []string{"--", "sh", "-c", "kill -KILL $$"}, status: 137, term: "terminated by SIGKILL"},
+		{name: "not found", args: []string{"--", "no-such-command-migrun"}, status: 127, term: "command could not be started"},
+		{name: "not executable", args: []string{"--", notExec}, status: 126, term: "command could not be started"},
+		{name: "directory", args: []string{"--", dir}, status: 126},
+		{name: "usage error", args: []string{"--no-such-flag"}, status: 64},
+		{name: "bad URL", env: map[string]string{"DATABASE_URL": "mongodb://h/db"}, args: []string{"--", "true"}, status: 64},
+		{name: "unknown subcommand", args: []string{"migrate"}, status: 64},
+		{name: "no lock", env: map[string]string{"DATABASE_URL": "", "MIGRUN_LOCK_MODE": "none"}, args: []string{"--", "true"}, status: 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			env := map[string]string{"DATABASE_URL": sqlite}
+			for k, v := range tt.env {
+				env[k] = v
+			}
+			res := invocation{env: env, args: tt.args}.run(t)
+			if res.status != tt.status {
+				t.Fatalf("exit status %d, want %d:\n%s", res.status, tt.status, res.stderr)
+			}
+			if !strings.Contains(res.termination, tt.term) {
+				t.Errorf("termination log lacks %q:\n%s", tt.term, res.termination)
+			}
+			if tt.status == 64 && strings.Count(strings.TrimSpace(res.stderr), "\n") != 0 {
+				t.Errorf("usage error is not one line:\n%s", res.stderr)
+			}
+		})
+	}
+}
+
+// TestOutput: output streams through and is captured, stdout and stderr
+// interleaved, and empty output becomes the configured text.
+func TestOutput(t *testing.T) {
+	sqlite := "sqlite3:" + filepath.Join(t.TempDir(), "db.sqlite3")
+	res := invocation{env: map[string]string{"DATABASE_URL": sqlite}, args: []string{"--", "sh", "-c", "echo one; echo two >&2; echo three"}}.run(t)
+	if res.status != 0 || res.stdout != "one\nthree\n" || !strings.Contains(res.stderr, "two\n") {
+		t.Fatalf("status %d stdout %q stderr %q", res.status, res.stdout, res.stderr)
+	}
+	// stdout and stderr are two pipes: lines written microseconds apart to
+	// different streams may arrive in either order, each stream's own never.
+	captured := res.termination[strings.Index(res.termination, "output (tail):"):]
+	one, two, three := strings.Index(captured, "one\n"), strings.Index(captured, "two\n"), strings.Index(captured, "three\n")
+	if one < 0 || two < 0 || three < one {
+		t.Errorf("termination log:\n%s", res.termination)
+	}
+
+	empty := invocation{env: map[string]string{"DATABASE_URL": sqlite, "MIGRUN_EMPTY_OUTPUT": "Nothing to do"}, args: []string{"--", "sh", "-c", "echo '  '"}}.run(t)
+	if empty.status != 0 || !strings.Contains(empty.termination, "output (tail):\nNothing to do") {
+		t.Errorf("empty output: status %d, termination log:\n%s", empty.status, empty.termination)
+	}
+}
+
+// TestSignalForwarded: SIGTERM to migrun reaches the command; migrun exits
+// 143 when the command dies of it and releases the lock.
+func TestSignalForwarded(t *testing.T) {
+	dir := t.TempDir()
+	sqlite := "sqlite3:" + filepath.Join(dir, "db.sqlite3")
+	ready := filepath.Join(dir, "ready")
+	r := invocation{env: map[string]string{"DATABASE_URL": sqlite}, args: []string{"--", "sh", "-c", "touch " + ready + "; exec sleep 60"}}.start(t)
+	waitFor(t, "the command to start", timeoutLong, func() bool {
+		_, err := os.Stat(ready)
+		return err == nil
+	})
+	// "touch" ran, but sh may not have exec'd sleep yet; either dies of SIGTERM.
+	if err := r.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	res := r.wait(t)
+	if res.status != 143 || !strings.Contains(res.termination, "terminated by SIGTERM") {
+		t.Fatalf("status %d, termination log:\n%s\n%s", res.status, res.termination, res.stderr)
+	}
+	// The lock was released: the next runner gets it at once.
+	next := invocation{env: map[string]string{"DATABASE_URL": sqlite, "MIGRUN_LOCK_TIMEOUT": "5s"}, args: []string{"--", "true"}}.run(t)
+	if next.status != 0 {
+		t.Errorf("next runner exited %d:\n%s", next.status, next.stderr)
+	}
+}

@@ -1,0 +1,159 @@
+// Package integration runs the migrun binary against real PostgreSQL and
+// MariaDB servers (throwaway ones, started by internal/testdb) and a real
+// Rails app (testdata/railsapp).
+package integration
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/migrun/migrun/internal/testdb"
+)
+
+// migrunBin is the binary under test, built once by TestMain.
+var migrunBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "migrun-integration-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	migrunBin = filepath.Join(dir, "migrun")
+	build := exec.Command("go", "build", "-o", migrunBin, "github.com/migrun/migrun/cmd/migrun")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build migrun:", err)
+		os.Exit(1)
+	}
+	defer os.RemoveAll(dir)
+	testdb.Main(m)
+}
+
+// result is what one migrun run left behind.
+type result struct {
+	status         int
+	stdout, stderr string
+	termination    string // the termination log
+}
+
+// all is everything the run wrote, for leak checks.
+func (r result) all() string { return r.stdout + r.stderr + r.termination }
+
+// invocation is one migrun run to make.
+type invocation struct {
+	env  map[string]string // added to a minimal environment
+	args []string
+	dir  string
+}
+
+// start starts migrun; wait with (*run).wait.
+func (inv invocation) start(t *testing.T) *running {
+	t.Helper()
+	term := filepath.Join(t.TempDir(), "termination-log")
+	cmd := exec.Command(migrunBin, inv.args...)
+	cmd.Dir = inv.dir
+	cmd.Env = []string{
+		"PATH=" + os.Getenv("PATH"),
+		"HOME=" + os.Getenv("HOME"),
+		"MIGRUN_TERMINATION_LOG=" + term,
+		"MIGRUN_CONNECT_TIMEOUT=20s",
+		"MIGRUN_LOCK_TIMEOUT=5m",
+	}
+	for k, v := range inv.env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	r := &running{cmd: cmd, term: term}
+	cmd.Stdout, cmd.Stderr = &r.stdout, &r.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start migrun: %v", err)
+	}
+	return r
+}
+
+// run runs migrun to the end.
+func (inv invocation) run(t *testing.T) result {
+	t.Helper()
+	return inv.start(t).wait(t)
+}
+
+type running struct {
+	cmd            *exec.Cmd
+	term           string
+	stdout, stderr syncBuffer
+}
+
+func (r *running) wait(t *testing.T) result {
+	t.Helper()
+	err := r.cmd.Wait()
+	if _, ok := err.(*exec.ExitError); err != nil && !ok {
+		t.Fatalf("wait for migrun: %v", err)
+	}
+	term, _ := os.ReadFile(r.term)
+	return result{
+		status:      r.cmd.ProcessState.ExitCode(),
+		stdout:      r.stdout.String(),
+		stderr:      r.stderr.String(),
+		termination: string(term),
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe to read while the process writes it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// waitFor polls cond until it holds or the deadline passes: for states that
+// no process signals (a file appearing, a server's view of its sessions).
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		case <-tick.C:
+		}
+	}
+}
+
+// servers are the database kinds every locking test runs against.
+func servers(t *testing.T) map[string]*testdb.Server {
+	return map[string]*testdb.Server{
+		"postgresql": testdb.Postgres(t),
+		"mariadb":    testdb.MariaDB(t),
+	}
+}
+
+func assertNoSecret(t *testing.T, secret string, results ...result) {
+	t.Helper()
+	for i, r := range results {
+		if strings.Contains(r.all(), secret) {
+			t.Errorf("run %d printed the password:\n%s", i, r.all())
+		}
+	}
+}

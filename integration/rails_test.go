@@ -1,0 +1,223 @@
+package integration
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// railsTemplate is testdata/railsapp with its bundle resolved, made once.
+var (
+	railsOnce     sync.Once
+	railsTemplate string
+	railsErr      error
+)
+
+// railsApp returns a fresh copy of the test Rails app, bundled offline.
+func railsApp(t *testing.T) string {
+	t.Helper()
+	railsOnce.Do(func() {
+		if _, err := exec.LookPath("bundle"); err != nil {
+			railsErr = fmt.Errorf("bundler is not installed (apt-get install ruby-railties ruby-activerecord ruby-pg ruby-mysql2 bundler rake): %w", err)
+			return
+		}
+		dir, err := os.MkdirTemp("", "migrun-railsapp-")
+		if err != nil {
+			railsErr = err
+			return
+		}
+		railsTemplate = filepath.Join(dir, "app")
+		if err := os.CopyFS(railsTemplate, os.DirFS("testdata/railsapp")); err != nil {
+			railsErr = err
+			return
+		}
+		install := exec.Command("bundle", "install", "--local", "--quiet")
+		install.Dir = railsTemplate
+		if out, err := install.CombinedOutput(); err != nil {
+			railsErr = fmt.Errorf("bundle install --local: %v\n%s", err, out)
+		}
+	})
+	if railsErr != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("rails app: %v", railsErr)
+		}
+		t.Skipf("rails app: %v", railsErr)
+	}
+	app := filepath.Join(t.TempDir(), "app")
+	if err := os.CopyFS(app, os.DirFS(railsTemplate)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(app, "bin", "rails"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return app
+}
+
+// addMigration writes a migration into the app.
+func addMigration(t *testing.T, app, version, name, body string) {
+	t.Helper()
+	class := strings.ReplaceAll(strings.Title(strings.ReplaceAll(name, "_", " ")), " ", "") //nolint:staticcheck // ASCII names only
+	src := fmt.Sprintf("class %s < ActiveRecord::Migration[6.1]\n%s\nend\n", class, body)
+	path := filepath.Join(app, "db", "migrate", version+"_"+name+".rb")
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func railsEnv(url string) map[string]string {
+	return map[string]string{"DATABASE_URL": url, "RAILS_ENV": "production"}
+}
+
+func TestRailsMigrate(t *testing.T) {
+	for kind, srv := range servers(t) {
+		t.Run(kind, func(t *testing.T) {
+			t.Parallel()
+			app := railsApp(t)
+			_, url := srv.CreateDatabase(t)
+			inv := invocation{dir: app, env: railsEnv(url)}
+
+			first := inv.run(t)
+			if first.status != 0 {
+				t.Fatalf("first run exited %d:\n%s%s", first.status, first.stdout, first.stderr)
+			}
+			for _, want := range []string{"20240101000000 CreateUsers: migrated", "20240102000000 AddIndexToUsersEmail: migrated"} {
+				if !strings.Contains(first.stdout, want) {
+					t.Errorf("first run's stdout lacks %q:\n%s", want, first.stdout)
+				}
+			}
+			if !strings.Contains(first.termination, "migrations: 20240101000000 CreateUsers migrated; 20240102000000 AddIndexToUsersEmail migrated;") {
+				t.Errorf("termination log lacks the migrations:\n%s", first.termination)
+			}
+
+			second := inv.run(t)
+			if second.status != 0 {
+				t.Fatalf("second run exited %d:\n%s%s", second.status, second.stdout, second.stderr)
+			}
+			if !strings.Contains(second.termination, "No DB migration") || strings.Contains(second.termination, "migrations:") {
+				t.Errorf("second run should report No DB migration:\n%s", second.termination)
+			}
+			assertNoSecret(t, srv.Password(), first, second)
+		})
+	}
+}
+
+func TestRailsConcurrentRunners(t *testing.T) {
+	const runners = 8
+	for kind, srv := range servers(t) {
+		t.Run(kind, func(t *testing.T) {
+			t.Parallel()
+			_, url := srv.CreateDatabase(t)
+			var started []*running
+			for range runners {
+				started = append(started, invocation{dir: railsApp(t), env: railsEnv(url)}.start(t))
+			}
+			applied := 0
+			for i, r := range started {
+				res := r.wait(t)
+				if res.status != 0 {
+					t.Errorf("runner %d exited %d:\n%s%s", i, res.status, res.stdout, res.stderr)
+				}
+				if strings.Contains(res.stdout, "CreateUsers: migrated") {
+					applied++
+				}
+			}
+			if applied != 1 {
+				t.Errorf("%d runners applied the migration, want exactly 1", applied)
+			}
+		})
+	}
+}
+
+func TestRailsFailingMigration(t *testing.T) {
+	for kind, srv := range servers(t) {
+		t.Run(kind, func(t *testing.T) {
+			t.Parallel()
+			app := railsApp(t)
+			addMigration(t, app, "20240301000000", "explode", `  def up
+    raise "kaboom: the \"quoted\" <!channel> failure"
+  end`)
+			_, url := srv.CreateDatabase(t)
+			res := invocation{dir: app, env: railsEnv(url)}.run(t)
+			if res.status != 1 {
+				t.Fatalf("exit status %d, want 1:\n%s%s", res.status, res.stdout, res.stderr)
+			}
+			if !strings.Contains(res.stderr, "kaboom") {
+				t.Errorf("the Rails error did not reach stderr:\n%s", res.stderr)
+			}
+			for _, want := range []string{"failed (exit 1)", "kaboom", "StandardError"} {
+				if !strings.Contains(res.termination, want) {
+					t.Errorf("termination log lacks %q:\n%s", want, res.termination)
+				}
+			}
+			// The migrations before the failing one were applied and reported.
+			if !strings.Contains(res.termination, "20240101000000 CreateUsers migrated") {
+				t.Errorf("termination log lacks the applied migrations:\n%s", res.termination)
+			}
+		})
+	}
+}
+
+// TestRailsConcurrentIndexWithWaiters: the holder's CREATE INDEX
+// CONCURRENTLY waits for every open snapshot; runners waiting for the lock
+// must hold none, or the migration would hang.
+func TestRailsConcurrentIndexWithWaiters(t *testing.T) {
+	const waiters = 3
+	srv := servers(t)["postgresql"]
+	_, url := srv.CreateDatabase(t)
+	app := railsApp(t)
+	// Before building the index, wait until the other runners are connected
+	// and waiting for the lock (each migrun holds one connection named migrun).
+	// Outside a transaction: pg_stat_activity is read once per transaction.
+	addMigration(t, app, "20240101500000", "wait_for_waiters", fmt.Sprintf(`  disable_ddl_transaction!
+
+  def up
+    deadline = Time.now + 60
+    until select_value("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'migrun'").to_i >= %d
+      raise "waiters never arrived" if Time.now > deadline
+      sleep 0.05
+    end
+  end`, waiters+1))
+	var started []*running
+	for range waiters + 1 {
+		started = append(started, invocation{dir: app, env: railsEnv(url)}.start(t))
+	}
+	indexed := 0
+	for i, r := range started {
+		res := r.wait(t)
+		if res.status != 0 {
+			t.Errorf("runner %d exited %d:\n%s%s", i, res.status, res.stdout, res.stderr)
+		}
+		if strings.Contains(res.stdout, "AddIndexToUsersEmail: migrated") {
+			indexed++
+		}
+	}
+	if indexed != 1 {
+		t.Errorf("%d runners built the index, want 1", indexed)
+	}
+}
+
+// TestRailsOutputOrder: Ruby's stdout is unbuffered under migrun, so a
+// migration's lines and its error arrive in the order they were written.
+func TestRailsOutputOrder(t *testing.T) {
+	srv := servers(t)["postgresql"]
+	app := railsApp(t)
+	addMigration(t, app, "20240301000000", "explode", `  def up
+    raise "kaboom"
+  end`)
+	_, url := srv.CreateDatabase(t)
+	env := railsEnv(url)
+	env["MIGRUN_LOG_FORMAT"] = "json"
+	res := invocation{dir: app, env: env}.run(t)
+	migrated := strings.Index(res.termination, "AddIndexToUsersEmail migrated")
+	if res.status != 1 || migrated < 0 {
+		t.Fatalf("exit %d, termination log:\n%s", res.status, res.termination)
+	}
+	out := res.termination[strings.Index(res.termination, "output (tail):"):]
+	if strings.Index(out, "AddIndexToUsersEmail: migrated") > strings.Index(out, "kaboom") || strings.Index(out, "kaboom") < 0 {
+		t.Errorf("captured output is out of order:\n%s", out)
+	}
+}
