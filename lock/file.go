@@ -2,6 +2,7 @@ package lock
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
@@ -22,7 +23,29 @@ type fileLocker struct {
 }
 
 func newFile(u *dburl.URL, opts Options) *fileLocker {
-	return &fileLocker{keepAlive: newKeepAlive(), path: u.Database + ".migrun.lock", opts: opts}
+	path := u.Database + ".migrun.lock"
+	if opts.Name != u.Database {
+		// Another name is another lock: a file of its own beside the database.
+		path = fmt.Sprintf("%s.%s.migrun.lock", u.Database, safeName(opts.Name))
+	}
+	return &fileLocker{keepAlive: newKeepAlive(), path: path, opts: opts}
+}
+
+// safeName makes a lock name usable in a file name: other characters
+// become '_', and a hash keeps distinct names distinct.
+func safeName(name string) string {
+	clean := []rune(name)
+	for i, r := range clean {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			clean[i] = '_'
+		}
+	}
+	sum := sha256.Sum256([]byte(name))
+	short := string(clean)
+	if len(short) > 40 {
+		short = short[:40]
+	}
+	return fmt.Sprintf("%s-%x", short, sum[:4])
 }
 
 func (l *fileLocker) String() string { return fmt.Sprintf("file lock %s", l.path) }

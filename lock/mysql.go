@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -39,7 +40,13 @@ type myLocker struct {
 	held bool
 }
 
+// quietDriver keeps go-sql-driver/mysql from printing to stderr on its
+// own (e.g. "unexpected EOF" when a connection drops): migrun reports
+// connection errors itself, through slog.
+var quietDriver sync.Once
+
 func newMySQL(u *dburl.URL, opts Options) *myLocker {
+	quietDriver.Do(func() { _ = mysql.SetLogger(mysql.Logger(discardLogger{})) })
 	return &myLocker{keepAlive: newKeepAlive(), u: u, opts: opts, name: mysqlLockName(opts.Name)}
 }
 
@@ -271,6 +278,10 @@ func (m *myLocker) Unlock(ctx context.Context) error {
 	}
 	return nil
 }
+
+type discardLogger struct{}
+
+func (discardLogger) Print(...any) {}
 
 func (m *myLocker) close() {
 	if m.conn != nil {

@@ -235,7 +235,7 @@ func (p *pgLocker) waitTurn(ctx context.Context, d time.Duration) error {
 // errors the server answered with are returned instead.
 func (p *pgLocker) dropBroken(err error) error {
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
+	if errors.As(err, &pgErr) && !p.conn.IsClosed() {
 		return fmt.Errorf("acquire %s: %s (SQLSTATE %s)", p.String(), pgErr.Message, pgErr.Code)
 	}
 	p.opts.Logger.Warn("lock connection lost while waiting; reconnecting", "lock", p.String(), "err", lastLine(err))

@@ -1,0 +1,422 @@
+package lock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/migrun/migrun/dburl"
+	"github.com/migrun/migrun/internal/testdb"
+)
+
+func TestMain(m *testing.M) { testdb.Main(m) }
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// backend is one way of locking, for the contract every Locker keeps.
+type backend struct {
+	name string
+	url  func(t *testing.T) *dburl.URL
+	mode Mode
+}
+
+func backends() []backend {
+	server := func(get func(testing.TB) *testdb.Server) func(t *testing.T) *dburl.URL {
+		return func(t *testing.T) *dburl.URL {
+			_, raw := get(t).CreateDatabase(t)
+			return mustParse(t, raw)
+		}
+	}
+	return []backend{
+		{"postgresql/session", server(testdb.Postgres), ModeSession},
+		{"postgresql/transaction", server(testdb.Postgres), ModeTransaction},
+		{"mariadb", server(testdb.MariaDB), ModeSession},
+		{"file", func(t *testing.T) *dburl.URL {
+			return mustParse(t, "sqlite3:"+filepath.Join(t.TempDir(), "db.sqlite3"))
+		}, ModeSession},
+	}
+}
+
+func mustParse(t *testing.T, raw string) *dburl.URL {
+	t.Helper()
+	u, err := dburl.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+func newLocker(t *testing.T, u *dburl.URL, mode Mode, name string) Locker {
+	t.Helper()
+	l, err := New(u, Options{Name: name, Mode: mode, ConnectTimeout: 10 * time.Second, KeepAlive: 200 * time.Millisecond, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Unlock(context.Background()) })
+	return l
+}
+
+func lockWithin(t *testing.T, l Locker, d time.Duration) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	return l.Lock(ctx)
+}
+
+// TestContract: what every backend guarantees.
+func TestContract(t *testing.T) {
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			u := b.url(t)
+
+			first := newLocker(t, u, b.mode, "app")
+			if err := lockWithin(t, first, 30*time.Second); err != nil {
+				t.Fatalf("Lock() = %v", err)
+			}
+
+			// Held: a second runner times out, and says so.
+			second := newLocker(t, u, b.mode, "app")
+			if err := lockWithin(t, second, 300*time.Millisecond); !errors.Is(err, ErrTimeout) {
+				t.Fatalf("Lock() while held = %v, want ErrTimeout", err)
+			}
+			// Another name is another lock.
+			other := newLocker(t, u, b.mode, "other-app")
+			if err := lockWithin(t, other, 30*time.Second); err != nil {
+				t.Fatalf("Lock(other name) = %v", err)
+			}
+
+			// A waiter gets the lock once the holder releases it.
+			got := make(chan error, 1)
+			waiter := newLocker(t, u, b.mode, "app")
+			go func() { got <- lockWithin(t, waiter, 30*time.Second) }()
+			if err := first.Unlock(context.Background()); err != nil {
+				t.Fatalf("Unlock() = %v", err)
+			}
+			if err := <-got; err != nil {
+				t.Fatalf("waiter's Lock() = %v", err)
+			}
+			if err := first.Unlock(context.Background()); err != nil {
+				t.Fatalf("second Unlock() = %v", err)
+			}
+			if err := waiter.Unlock(context.Background()); err != nil {
+				t.Fatalf("waiter's Unlock() = %v", err)
+			}
+			select {
+			case <-waiter.Lost():
+				t.Fatalf("Lost() fired after a clean unlock: %v", waiter.Err())
+			default:
+			}
+		})
+	}
+}
+
+// TestContention: many runners at once never overlap.
+func TestContention(t *testing.T) {
+	const runners = 12
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			u := b.url(t)
+			var inside, maxInside, done atomic.Int32
+			var wg sync.WaitGroup
+			errs := make(chan error, runners)
+			for range runners {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					l, err := New(u, Options{Name: "contended", Mode: b.mode, Logger: quiet})
+					if err != nil {
+						errs <- err
+						return
+					}
+					if err := lockWithin(t, l, 60*time.Second); err != nil {
+						errs <- err
+						return
+					}
+					n := inside.Add(1)
+					for {
+						m := maxInside.Load()
+						if n <= m || maxInside.CompareAndSwap(m, n) {
+							break
+						}
+					}
+					time.Sleep(5 * time.Millisecond) // some work inside the critical section
+					inside.Add(-1)
+					done.Add(1)
+					errs <- l.Unlock(context.Background())
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				if err != nil {
+					t.Error(err)
+				}
+			}
+			if maxInside.Load() != 1 || done.Load() != runners {
+				t.Errorf("max %d inside the critical section, %d of %d done", maxInside.Load(), done.Load(), runners)
+			}
+		})
+	}
+}
+
+// TestPostgresNotRailsLock: Rails' own migration lock (one bigint key)
+// stays free while migrun holds its lock, so the migration can take it.
+func TestPostgresNotRailsLock(t *testing.T) {
+	srv := testdb.Postgres(t)
+	db, raw := srv.CreateDatabase(t)
+	l := newLocker(t, mustParse(t, raw), ModeSession, db)
+	if err := lockWithin(t, l, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	conn := connectPG(t, raw)
+	var ok bool
+	if err := conn.QueryRow(context.Background(),
+		"SELECT pg_try_advisory_lock((2053462845::bigint * (SELECT hashtext(current_database())::bigint & 4294967295)))").Scan(&ok); err != nil {
+		t.Fatal(err)
+	}
+	if !ok {
+		t.Fatal("a Rails-shaped single-bigint lock was blocked by migrun's lock")
+	}
+}
+
+// TestPostgresWaitersHoldNoSnapshot: CREATE INDEX CONCURRENTLY, which
+// waits for every older snapshot, completes while runners wait.
+func TestPostgresWaitersHoldNoSnapshot(t *testing.T) {
+	for _, mode := range []Mode{ModeSession, ModeTransaction} {
+		t.Run(string(mode), func(t *testing.T) {
+			srv := testdb.Postgres(t)
+			db, raw := srv.CreateDatabase(t)
+			u := mustParse(t, raw)
+			holder := newLocker(t, u, mode, db)
+			if err := lockWithin(t, holder, 30*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var wg sync.WaitGroup
+			for range 3 {
+				waiter := newLocker(t, u, mode, db)
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					_ = waiter.Lock(ctx)
+				}()
+			}
+			// Wait until the waiters are connected and waiting.
+			deadline := time.Now().Add(30 * time.Second)
+			for srv.QueryInt(t, db, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'migrun'") < 4 {
+				if time.Now().After(deadline) {
+					t.Fatal("waiters never connected")
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			conn := connectPG(t, raw)
+			ictx, icancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer icancel()
+			for _, q := range []string{"CREATE TABLE users (email text)", "CREATE INDEX CONCURRENTLY users_email ON users (email)"} {
+				if _, err := conn.Exec(ictx, q); err != nil {
+					t.Fatalf("%s: %v (waiters hold a snapshot?)", q, err)
+				}
+			}
+			cancel()
+			wg.Wait()
+		})
+	}
+}
+
+func connectPG(t *testing.T, raw string) *pgx.Conn {
+	t.Helper()
+	u := mustParse(t, raw)
+	cfg, err := newPostgres(u, Options{Name: "x", Mode: ModeSession}).config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.RuntimeParams["application_name"] = "test"
+	conn, err := pgx.ConnectConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
+// TestKeepAliveDetectsLoss: the lock's backend is killed while held.
+func TestKeepAliveDetectsLoss(t *testing.T) {
+	tests := []struct {
+		name string
+		srv  func(testing.TB) *testdb.Server
+		kill string
+	}{
+		{"postgresql", testdb.Postgres, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'migrun' AND datname = '%s'"},
+		{"mariadb", testdb.MariaDB, "SELECT 1 FROM DUAL WHERE '%s' <> ''"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := tt.srv(t)
+			db, raw := srv.CreateDatabase(t)
+			l := newLocker(t, mustParse(t, raw), ModeSession, db)
+			if err := lockWithin(t, l, 30*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			if tt.name == "mariadb" {
+				id := srv.QueryInt(t, "", fmt.Sprintf("SELECT IS_USED_LOCK('%s')", mysqlLockName(db)))
+				srv.Exec(t, "", fmt.Sprintf("KILL %d", id))
+			} else {
+				srv.Exec(t, "", fmt.Sprintf(tt.kill, db))
+			}
+			select {
+			case <-l.Lost():
+			case <-time.After(30 * time.Second):
+				t.Fatal("keep-alive did not notice the lost connection")
+			}
+			if !errors.Is(l.Err(), ErrLost) {
+				t.Errorf("Err() = %v, want ErrLost", l.Err())
+			}
+		})
+	}
+}
+
+func TestUnavailable(t *testing.T) {
+	pg, my := testdb.Postgres(t), testdb.MariaDB(t)
+	wrong := func(s *testdb.Server) string {
+		return strings.Replace(s.URL("migrun"), ":"+s.Password()+"@", ":Wr0ngPassword@", 1)
+	}
+	tests := []struct {
+		name, raw string
+		timeout   time.Duration
+	}{
+		{"closed port", "postgres://u:Wr0ngPassword@127.0.0.1:1/db", time.Second},
+		{"closed port mysql", "mysql2://u:Wr0ngPassword@127.0.0.1:1/db", time.Second},
+		// A refusal is final: not retried for the (long) connect timeout.
+		{"wrong password", wrong(pg), 10 * time.Minute},
+		{"wrong password mysql", wrong(my), 10 * time.Minute},
+		{"missing database", strings.Replace(pg.URL("migrun"), "/migrun", "/nosuchdb", 1), 10 * time.Minute},
+		{"tls required, not offered", pg.URL("migrun") + "?sslmode=require", 10 * time.Minute},
+		{"tls required, not offered mysql", my.URL("migrun") + "?ssl_mode=required", 10 * time.Minute},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			l, err := New(mustParse(t, tt.raw), Options{Name: "x", ConnectTimeout: tt.timeout, Logger: quiet})
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = lockWithin(t, l, 10*time.Minute)
+			if !errors.Is(err, ErrUnavailable) {
+				t.Fatalf("Lock() = %v, want ErrUnavailable", err)
+			}
+			for _, secret := range []string{"Wr0ngPassword", pg.Password(), my.Password()} {
+				if strings.Contains(err.Error(), secret) {
+					t.Errorf("error leaks a password: %v", err)
+				}
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error is not one line: %q", err)
+			}
+		})
+	}
+}
+
+// TestReconnectWhileWaiting: the server restarts while a runner waits;
+// it reconnects and gets the lock.
+func TestReconnectWhileWaiting(t *testing.T) {
+	for name, newServer := range map[string]func(testing.TB) *testdb.Server{"postgresql": testdb.NewPostgres, "mariadb": testdb.NewMariaDB} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			srv := newServer(t)
+			_, raw := srv.CreateDatabase(t)
+			u := mustParse(t, raw)
+			holder := newLocker(t, u, ModeSession, "app")
+			if err := lockWithin(t, holder, 30*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			waiter, err := New(u, Options{Name: "app", ConnectTimeout: 60 * time.Second, Logger: quiet})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = waiter.Unlock(context.Background()) })
+			got := make(chan error, 1)
+			go func() { got <- lockWithin(t, waiter, 2*time.Minute) }()
+			// The waiter is waiting once a second session shows up.
+			deadline := time.Now().Add(30 * time.Second)
+			for sessions(t, srv) < 2 {
+				if time.Now().After(deadline) {
+					t.Fatal("waiter never connected")
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			srv.Stop(t) // ends the holder's session too, freeing the lock
+			srv.Start(t)
+			select {
+			case err := <-got:
+				if err != nil {
+					t.Fatalf("waiter's Lock() = %v", err)
+				}
+			case <-time.After(2 * time.Minute):
+				t.Fatal("waiter did not get the lock after the restart")
+			}
+		})
+	}
+}
+
+func sessions(t *testing.T, srv *testdb.Server) int64 {
+	if srv.Kind() == testdb.KindPostgreSQL {
+		return srv.QueryInt(t, "", "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'migrun'")
+	}
+	return srv.QueryInt(t, "", "SELECT count(*) FROM information_schema.processlist WHERE user = 'migrun'")
+}
+
+func TestNew(t *testing.T) {
+	pg := mustParse(t, "postgres://h/db")
+	my := mustParse(t, "mysql2://h/db")
+	tests := []struct {
+		name string
+		u    *dburl.URL
+		opts Options
+		ok   bool
+	}{
+		{"none needs no URL", nil, Options{Mode: ModeNone}, true},
+		{"session", pg, Options{Name: "db"}, true},
+		{"transaction on mysql", my, Options{Name: "db", Mode: ModeTransaction}, false},
+		{"empty name", pg, Options{}, false},
+		{"no URL", nil, Options{Name: "db"}, false},
+		{"unknown mode", pg, Options{Name: "db", Mode: "table"}, false},
+	}
+	for _, tt := range tests {
+		_, err := New(tt.u, tt.opts)
+		if (err == nil) != tt.ok {
+			t.Errorf("%s: New() = %v", tt.name, err)
+		}
+		if err != nil && !errors.Is(err, ErrUnsupported) {
+			t.Errorf("%s: error %v is not ErrUnsupported", tt.name, err)
+		}
+	}
+}
+
+func TestMySQLLockName(t *testing.T) {
+	long := strings.Repeat("é", 60)
+	tests := []string{"app_production", strings.Repeat("a", 57), strings.Repeat("a", 58), long, long + "x"}
+	seen := map[string]bool{}
+	for _, name := range tests {
+		got := mysqlLockName(name)
+		if len(got) > maxLockName || !strings.HasPrefix(got, "migrun:") {
+			t.Errorf("mysqlLockName(%q) = %q (%d bytes)", name, got, len(got))
+		}
+		if seen[got] {
+			t.Errorf("mysqlLockName(%q) = %q collides", name, got)
+		}
+		seen[got] = true
+	}
+}
