@@ -7,52 +7,9 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"time"
+
+	"github.com/migrun/migrun/internal/dbconn"
 )
-
-// permanentError marks a connection failure that retrying cannot fix:
-// refused credentials, a missing database, a TLS mismatch.
-type permanentError struct{ err error }
-
-func (e *permanentError) Error() string { return e.err.Error() }
-func (e *permanentError) Unwrap() error { return e.err }
-
-// maxAttemptTimeout bounds one connection attempt.
-const maxAttemptTimeout = 10 * time.Second
-
-// connectRetrying calls dial until it succeeds, fails permanently, or the
-// connect timeout has passed since the first attempt. It returns errors
-// wrapping ErrUnavailable, or ctx's error.
-func connectRetrying(ctx context.Context, opts Options, what string, dial func(ctx context.Context) error) error {
-	deadline := time.Now().Add(opts.ConnectTimeout)
-	backoff := 250 * time.Millisecond
-	for attempt := 1; ; attempt++ {
-		attemptTimeout := min(time.Until(deadline), maxAttemptTimeout)
-		if attemptTimeout < 100*time.Millisecond {
-			attemptTimeout = 100 * time.Millisecond
-		}
-		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
-		err := dial(actx)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctxErr(ctx)
-		}
-		var perm *permanentError
-		if errors.As(err, &perm) {
-			return fmt.Errorf("%w: connect to %s: %w", ErrUnavailable, what, perm.err)
-		}
-		if time.Until(deadline) <= 0 {
-			return fmt.Errorf("%w: connect to %s: gave up after %s (%d attempts): %w", ErrUnavailable, what, opts.ConnectTimeout, attempt, err)
-		}
-		opts.Logger.Info("database not reachable yet; retrying", "database", what, "attempt", attempt, "err", err)
-		if err := sleep(ctx, min(jitter(backoff), time.Until(deadline))); err != nil {
-			return err
-		}
-		backoff = min(backoff*2, 2*time.Second)
-	}
-}
 
 // ctxErr is the error for a context that ended while waiting: ErrTimeout
 // when its deadline passed, its own error when it was cancelled.
@@ -76,6 +33,18 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// retry connects through dbconn.Retry, in the lock's terms.
+func (o Options) retry(ctx context.Context, what string, dial func(ctx context.Context) error) error {
+	err := dbconn.Retry(ctx, o.ConnectTimeout, o.Logger, what, dial)
+	if err != nil && ctx.Err() != nil {
+		return ctxErr(ctx)
+	}
+	if errors.Is(err, dbconn.ErrSettings) {
+		return fmt.Errorf("%w: %w", ErrUnsupported, err)
+	}
+	return err
 }
 
 // jitter spreads d by ±20%, so waiters woken together do not retry in step.

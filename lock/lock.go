@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/migrun/migrun/dburl"
+	"github.com/migrun/migrun/internal/dbconn"
 )
 
 // Sentinel errors callers branch on.
@@ -23,7 +24,7 @@ var (
 	ErrTimeout = errors.New("lock not acquired in time")
 	// ErrUnavailable: the database could not be reached within the connect
 	// timeout, or refused us (authentication, missing database, TLS).
-	ErrUnavailable = errors.New("database unavailable")
+	ErrUnavailable = dbconn.ErrUnavailable
 	// ErrUnsupported: the options do not fit the database (e.g. transaction
 	// mode on MySQL).
 	ErrUnsupported = errors.New("unsupported lock configuration")

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/migrun/migrun/dburl"
+	"github.com/migrun/migrun/internal/dbconn"
 	"github.com/migrun/migrun/internal/testdb"
 )
 
@@ -239,7 +240,7 @@ func TestPostgresWaitersHoldNoSnapshot(t *testing.T) {
 func connectPG(t *testing.T, raw string) *pgx.Conn {
 	t.Helper()
 	u := mustParse(t, raw)
-	cfg, err := newPostgres(u, Options{Name: "x", Mode: ModeSession}).config()
+	cfg, err := dbconn.PostgresConfig(u)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,21 +3,17 @@ package lock
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
-	"crypto/x509"
 	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
-	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/migrun/migrun/dburl"
+	"github.com/migrun/migrun/internal/dbconn"
 )
 
 // maxLockName is MySQL's limit on GET_LOCK names (MariaDB allows more).
@@ -40,13 +36,8 @@ type myLocker struct {
 	held bool
 }
 
-// quietDriver keeps go-sql-driver/mysql from printing to stderr on its
-// own (e.g. "unexpected EOF" when a connection drops): migrun reports
-// connection errors itself, through slog.
-var quietDriver sync.Once
-
 func newMySQL(u *dburl.URL, opts Options) *myLocker {
-	quietDriver.Do(func() { _ = mysql.SetLogger(mysql.Logger(discardLogger{})) })
+	dbconn.QuietMySQLDriver()
 	return &myLocker{keepAlive: newKeepAlive(), u: u, opts: opts, name: mysqlLockName(opts.Name)}
 }
 
@@ -67,97 +58,19 @@ func mysqlLockName(name string) string {
 }
 
 func (m *myLocker) String() string {
-	return fmt.Sprintf("mysql named lock %q on %s", m.name, m.where())
-}
-
-func (m *myLocker) where() string {
-	if s := m.u.Params["socket"]; s != "" {
-		return s + "/" + m.u.Database
-	}
-	return m.u.Address("127.0.0.1") + "/" + m.u.Database
-}
-
-func (m *myLocker) config() (*mysql.Config, error) {
-	cfg := mysql.NewConfig()
-	cfg.User = m.u.User
-	cfg.Passwd = m.u.Password
-	cfg.DBName = m.u.Database
-	if s := m.u.Params["socket"]; s != "" {
-		cfg.Net, cfg.Addr = "unix", s
-	} else {
-		cfg.Net, cfg.Addr = "tcp", m.u.Address("127.0.0.1")
-	}
-	cfg.Timeout = maxAttemptTimeout
-	switch mode := strings.ToLower(m.u.Params["ssl_mode"]); mode {
-	case "", "disabled":
-	case "preferred":
-		cfg.TLS = &tls.Config{InsecureSkipVerify: true}
-		cfg.AllowFallbackToPlaintext = true
-	case "required":
-		cfg.TLS = &tls.Config{InsecureSkipVerify: true}
-	case "verify_ca", "verify_identity":
-		tc := &tls.Config{ServerName: m.u.Host}
-		if ca := m.u.Params["sslca"]; ca != "" {
-			pem, err := os.ReadFile(ca)
-			if err != nil {
-				return nil, fmt.Errorf("%w: read sslca: %w", ErrUnsupported, err)
-			}
-			tc.RootCAs = x509.NewCertPool()
-			if !tc.RootCAs.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("%w: sslca %s holds no PEM certificate", ErrUnsupported, ca)
-			}
-		}
-		if cert, key := m.u.Params["sslcert"], m.u.Params["sslkey"]; cert != "" && key != "" {
-			pair, err := tls.LoadX509KeyPair(cert, key)
-			if err != nil {
-				return nil, fmt.Errorf("%w: load sslcert/sslkey: %w", ErrUnsupported, err)
-			}
-			tc.Certificates = []tls.Certificate{pair}
-		}
-		if mode == "verify_ca" {
-			// Check the chain but not the host name.
-			tc.InsecureSkipVerify = true
-			tc.VerifyPeerCertificate = verifyChainOnly(tc.RootCAs)
-		}
-		cfg.TLS = tc
-	default:
-		return nil, fmt.Errorf("%w: unknown ssl_mode %q (want disabled, preferred, required, verify_ca or verify_identity)", ErrUnsupported, mode)
-	}
-	return cfg, nil
-}
-
-func verifyChainOnly(roots *x509.CertPool) func([][]byte, [][]*x509.Certificate) error {
-	return func(raw [][]byte, _ [][]*x509.Certificate) error {
-		if len(raw) == 0 {
-			return errors.New("server sent no certificate")
-		}
-		certs := make([]*x509.Certificate, len(raw))
-		for i, r := range raw {
-			c, err := x509.ParseCertificate(r)
-			if err != nil {
-				return err
-			}
-			certs[i] = c
-		}
-		inter := x509.NewCertPool()
-		for _, c := range certs[1:] {
-			inter.AddCert(c)
-		}
-		_, err := certs[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter})
-		return err
-	}
+	return fmt.Sprintf("mysql named lock %q on %s", m.name, dbconn.MySQLAddr(m.u))
 }
 
 func (m *myLocker) connect(ctx context.Context) error {
-	cfg, err := m.config()
+	cfg, err := dbconn.MySQLConfig(m.u)
 	if err != nil {
 		return err
 	}
 	connector, err := mysql.NewConnector(cfg)
 	if err != nil {
-		return fmt.Errorf("%w: mysql connection settings: %s", ErrUnsupported, firstLine(err))
+		return fmt.Errorf("%w: mysql connection settings: %s", ErrUnsupported, dbconn.LastLine(err))
 	}
-	return connectRetrying(ctx, m.opts, m.where(), func(ctx context.Context) error {
+	return m.opts.retry(ctx, dbconn.MySQLAddr(m.u), func(ctx context.Context) error {
 		db := sql.OpenDB(connector)
 		db.SetMaxOpenConns(1)
 		conn, err := db.Conn(ctx)
@@ -169,27 +82,11 @@ func (m *myLocker) connect(ctx context.Context) error {
 				conn.Close()
 			}
 			db.Close()
-			return classifyMySQL(err)
+			return dbconn.ClassifyMySQL(err)
 		}
 		m.db, m.conn = db, conn
 		return nil
 	})
-}
-
-func classifyMySQL(err error) error {
-	var myErr *mysql.MySQLError
-	if errors.As(err, &myErr) {
-		clean := fmt.Errorf("%s (error %d)", myErr.Message, myErr.Number)
-		switch myErr.Number {
-		case 1044, 1045, 1049, 1698, 1227:
-			return &permanentError{clean}
-		}
-		return clean
-	}
-	if errors.Is(err, mysql.ErrNoTLS) {
-		return &permanentError{errors.New("TLS is required but the server does not offer it")}
-	}
-	return errors.New(lastLine(err))
 }
 
 func (m *myLocker) Lock(ctx context.Context) error {
@@ -210,7 +107,7 @@ func (m *myLocker) Lock(ctx context.Context) error {
 			if errors.As(err, &myErr) {
 				return fmt.Errorf("acquire %s: %s (error %d)", m.String(), myErr.Message, myErr.Number)
 			}
-			m.opts.Logger.Warn("lock connection lost while waiting; reconnecting", "lock", m.String(), "err", lastLine(err))
+			m.opts.Logger.Warn("lock connection lost while waiting; reconnecting", "lock", m.String(), "err", dbconn.LastLine(err))
 			m.close()
 			continue
 		}
@@ -239,7 +136,7 @@ func (m *myLocker) getLock(ctx context.Context) (bool, error) {
 		wait = min(wait, time.Until(dl))
 	}
 	secs := max(int64((wait+time.Second-1)/time.Second), 1)
-	qctx, cancel := context.WithTimeout(ctx, time.Duration(secs)*time.Second+maxAttemptTimeout)
+	qctx, cancel := context.WithTimeout(ctx, time.Duration(secs)*time.Second+dbconn.MaxAttemptTimeout)
 	defer cancel()
 	var got sql.NullInt64
 	if err := m.conn.QueryRowContext(qctx, "SELECT GET_LOCK(?, ?)", m.name, secs).Scan(&got); err != nil {
@@ -255,7 +152,7 @@ func (m *myLocker) getLock(ctx context.Context) (bool, error) {
 func (m *myLocker) check(ctx context.Context) error {
 	var ours sql.NullInt64
 	if err := m.conn.QueryRowContext(ctx, "SELECT IS_USED_LOCK(?) = CONNECTION_ID()", m.name).Scan(&ours); err != nil {
-		return errors.New(lastLine(err))
+		return errors.New(dbconn.LastLine(err))
 	}
 	if !ours.Valid || ours.Int64 != 1 {
 		return errors.New("the lock is no longer held by migrun's connection")
@@ -274,14 +171,10 @@ func (m *myLocker) Unlock(ctx context.Context) error {
 	}
 	m.held = false
 	if _, err := m.conn.ExecContext(ctx, "DO RELEASE_LOCK(?)", m.name); err != nil {
-		return fmt.Errorf("release %s: %s", m.String(), lastLine(err))
+		return fmt.Errorf("release %s: %s", m.String(), dbconn.LastLine(err))
 	}
 	return nil
 }
-
-type discardLogger struct{}
-
-func (discardLogger) Print(...any) {}
 
 func (m *myLocker) close() {
 	if m.conn != nil {

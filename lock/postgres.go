@@ -5,22 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"net"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/migrun/migrun/dburl"
+	"github.com/migrun/migrun/internal/dbconn"
 )
-
-// pgParams are the URL parameters that mean something to libpq and pgx;
-// Rails' own (pool, encoding, reconnect, ...) would make the server refuse
-// the connection.
-var pgParams = []string{"sslmode", "sslrootcert", "sslcert", "sslkey", "sslpassword", "sslsni",
-	"application_name", "target_session_attrs", "options"}
 
 // pgLocker holds a PostgreSQL advisory lock in the two-int4 key space,
 // which never overlaps Rails' single-bigint migration lock.
@@ -53,73 +45,18 @@ func (p *pgLocker) String() string {
 	if p.opts.Mode == ModeTransaction {
 		mode = " in a transaction"
 	}
-	return fmt.Sprintf("postgresql advisory lock (%d, %d)%s %q on %s", p.k1, p.k2, mode, p.opts.Name, p.where())
-}
-
-func (p *pgLocker) where() string {
-	host := p.u.Host
-	if host == "" {
-		host = p.u.Params["host"]
-	}
-	if host == "" {
-		host = "localhost"
-	}
-	port := p.u.Port
-	if port == 0 {
-		port = 5432
-	}
-	return net.JoinHostPort(host, strconv.Itoa(port)) + "/" + p.u.Database
-}
-
-// config builds pgx's configuration from the URL's fields; the password is
-// set afterwards, so it is in no string pgx could echo.
-func (p *pgLocker) config() (*pgx.ConnConfig, error) {
-	kv := map[string]string{"dbname": p.u.Database, "application_name": "migrun"}
-	if p.u.User != "" {
-		kv["user"] = p.u.User
-	}
-	if p.u.Host != "" {
-		kv["host"] = p.u.Host
-	} else if h := p.u.Params["host"]; h != "" {
-		kv["host"] = h
-	}
-	if p.u.Port != 0 {
-		kv["port"] = strconv.Itoa(p.u.Port)
-	} else if port := p.u.Params["port"]; port != "" {
-		kv["port"] = port
-	}
-	for _, k := range pgParams {
-		if v, ok := p.u.Params[k]; ok {
-			kv[k] = v
-		}
-	}
-	var b strings.Builder
-	for k, v := range kv {
-		fmt.Fprintf(&b, "%s='%s' ", k, strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v))
-	}
-	cfg, err := pgx.ParseConfig(b.String())
-	if err != nil {
-		return nil, fmt.Errorf("%w: postgresql connection settings: %s", ErrUnsupported, firstLine(err))
-	}
-	cfg.Password = p.u.Password
-	if pw := p.u.Params["password"]; pw != "" && cfg.Password == "" {
-		cfg.Password = pw
-	}
-	// The simple protocol prepares nothing, so it works through PgBouncer.
-	cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
-	cfg.ConnectTimeout = 0 // bounded by the context of each attempt
-	return cfg, nil
+	return fmt.Sprintf("postgresql advisory lock (%d, %d)%s %q on %s", p.k1, p.k2, mode, p.opts.Name, dbconn.PostgresAddr(p.u))
 }
 
 func (p *pgLocker) connect(ctx context.Context) error {
-	cfg, err := p.config()
+	cfg, err := dbconn.PostgresConfig(p.u)
 	if err != nil {
 		return err
 	}
-	return connectRetrying(ctx, p.opts, p.where(), func(ctx context.Context) error {
+	return p.opts.retry(ctx, dbconn.PostgresAddr(p.u), func(ctx context.Context) error {
 		conn, err := pgx.ConnectConfig(ctx, cfg)
 		if err != nil {
-			return classifyPG(err, cfg)
+			return dbconn.ClassifyPostgres(err, cfg)
 		}
 		if p.opts.Mode == ModeSession {
 			if _, err := conn.Exec(ctx, "LISTEN "+p.channel); err != nil {
@@ -130,27 +67,6 @@ func (p *pgLocker) connect(ctx context.Context) error {
 		p.conn = conn
 		return nil
 	})
-}
-
-// classifyPG makes a connect error one line with its real cause, and marks
-// the ones retrying cannot fix.
-func classifyPG(err error, cfg *pgx.ConnConfig) error {
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		clean := fmt.Errorf("%s (SQLSTATE %s)", pgErr.Message, pgErr.Code)
-		switch pgErr.Code {
-		case "28P01", "28000", "3D000", "42501":
-			return &permanentError{clean}
-		}
-		return clean
-	}
-	// With sslmode=prefer pgx tries TLS first; its error lists each try,
-	// and the last line is the real cause.
-	msg := lastLine(err)
-	if strings.Contains(msg, "server refused TLS connection") && cfg.TLSConfig != nil && len(cfg.Fallbacks) == 0 {
-		return &permanentError{errors.New("TLS is required but the server does not offer it")}
-	}
-	return errors.New(msg)
 }
 
 func (p *pgLocker) Lock(ctx context.Context) error {
@@ -238,7 +154,7 @@ func (p *pgLocker) dropBroken(err error) error {
 	if errors.As(err, &pgErr) && !p.conn.IsClosed() {
 		return fmt.Errorf("acquire %s: %s (SQLSTATE %s)", p.String(), pgErr.Message, pgErr.Code)
 	}
-	p.opts.Logger.Warn("lock connection lost while waiting; reconnecting", "lock", p.String(), "err", lastLine(err))
+	p.opts.Logger.Warn("lock connection lost while waiting; reconnecting", "lock", p.String(), "err", dbconn.LastLine(err))
 	p.close()
 	return nil
 }
@@ -251,7 +167,7 @@ func (p *pgLocker) acquired(ctx context.Context) error {
 	ours, err := p.ours(ctx)
 	if err != nil {
 		p.Unlock(context.WithoutCancel(ctx))
-		return fmt.Errorf("%w: verify %s: %s", ErrUnavailable, p.String(), lastLine(err))
+		return fmt.Errorf("%w: verify %s: %s", ErrUnavailable, p.String(), dbconn.LastLine(err))
 	}
 	if !ours {
 		p.Unlock(context.WithoutCancel(ctx))
@@ -260,7 +176,7 @@ func (p *pgLocker) acquired(ctx context.Context) error {
 	p.start(p.opts.KeepAlive, p.opts.Logger, p.String(), func(ctx context.Context) error {
 		ours, err := p.ours(ctx)
 		if err != nil {
-			return errors.New(lastLine(err))
+			return errors.New(dbconn.LastLine(err))
 		}
 		if !ours {
 			return errors.New("the lock is no longer held by migrun's database session")
@@ -298,7 +214,7 @@ func (p *pgLocker) Unlock(ctx context.Context) error {
 		_, err = p.conn.Exec(ctx, "COMMIT")
 	}
 	if err != nil {
-		return fmt.Errorf("release %s: %s", p.String(), lastLine(err))
+		return fmt.Errorf("release %s: %s", p.String(), dbconn.LastLine(err))
 	}
 	return nil
 }
@@ -310,14 +226,4 @@ func (p *pgLocker) close() {
 		_ = p.conn.Close(ctx)
 		p.conn = nil
 	}
-}
-
-func lastLine(err error) string {
-	lines := strings.Split(strings.TrimSpace(err.Error()), "\n")
-	return strings.TrimSpace(lines[len(lines)-1])
-}
-
-func firstLine(err error) string {
-	line, _, _ := strings.Cut(err.Error(), "\n")
-	return line
 }
