@@ -42,6 +42,11 @@ type config struct {
 	LogLevel       string        `env:"MIGRUN_LOG_LEVEL" envDefault:"info"`
 	RubySync       bool          `env:"MIGRUN_RUBY_SYNC" envDefault:"true"`
 
+	SkipIfCurrent   bool          `env:"MIGRUN_SKIP_IF_CURRENT"`
+	WaitTimeout     time.Duration `env:"MIGRUN_WAIT_TIMEOUT" envDefault:"10m"`
+	MigrationsPaths string        `env:"MIGRUN_MIGRATIONS_PATHS" envDefault:"db/migrate"`
+	Databases       string        `env:"MIGRUN_DATABASES"`
+
 	SlackWebhookURL string        `env:"SLACK_WEBHOOK_URL"`
 	SlackBotToken   string        `env:"SLACK_BOT_TOKEN"`
 	SlackChannel    string        `env:"SLACK_CHANNEL"`
@@ -58,6 +63,7 @@ type config struct {
 	URL                    *dburl.URL    `env:"-"`
 	Mode                   lock.Mode     `env:"-"`
 	Policy                 notify.Policy `env:"-"`
+	Targets                []target      `env:"-"` // the databases the pending check reads
 }
 
 // fallbacks are the other names a variable is read under, as Rails and
@@ -101,6 +107,11 @@ func parseRun(args []string, environ map[string]string, usage io.Writer) (*confi
 	if err := c.complete(); err != nil {
 		return nil, fmt.Errorf("%w: %s", errUsage, err)
 	}
+	if c.SkipIfCurrent || c.Databases != "" {
+		if err := c.resolveTargets(environ); err != nil {
+			return nil, fmt.Errorf("%w: %s", errUsage, err)
+		}
+	}
 	return &c, nil
 }
 
@@ -118,6 +129,10 @@ func bindFlags(fs *flag.FlagSet, c *config) {
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json (MIGRUN_LOG_FORMAT)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error (MIGRUN_LOG_LEVEL)")
 	fs.BoolVar(&c.RubySync, "ruby-sync", c.RubySync, "make Ruby flush its output at once, so logs are live and in order (MIGRUN_RUBY_SYNC)")
+	fs.BoolVar(&c.SkipIfCurrent, "skip-if-current", c.SkipIfCurrent, "run: under the lock, skip the command when no migration is pending (MIGRUN_SKIP_IF_CURRENT)")
+	fs.DurationVar(&c.WaitTimeout, "wait-timeout", c.WaitTimeout, "wait: give up waiting for pending migrations after this long: exit 75 (MIGRUN_WAIT_TIMEOUT)")
+	fs.StringVar(&c.MigrationsPaths, "migrations-paths", c.MigrationsPaths, "comma-separated migration directories of the primary database (MIGRUN_MIGRATIONS_PATHS)")
+	fs.StringVar(&c.Databases, "databases", c.Databases, "multi-database apps: name:dir,... e.g. primary:db/migrate,animals:db/animals_migrate; URLs from <NAME>_DATABASE_URL (MIGRUN_DATABASES)")
 	fs.StringVar(&c.SlackWebhookURL, "slack-webhook-url", c.SlackWebhookURL, "Slack incoming webhook (SLACK_WEBHOOK_URL, SLACK_WEB_HOOK_URL)")
 	fs.StringVar(&c.SlackBotToken, "slack-bot-token", c.SlackBotToken, "Slack bot token, instead of a webhook (SLACK_BOT_TOKEN)")
 	fs.StringVar(&c.SlackChannel, "slack-channel", c.SlackChannel, "Slack channel, e.g. #deploys (SLACK_CHANNEL)")
@@ -146,7 +161,7 @@ func (c *config) complete() error {
 	}
 	for name, d := range map[string]time.Duration{
 		"lock timeout": c.LockTimeout, "connect timeout": c.ConnectTimeout,
-		"keep-alive interval": c.KeepAlive, "notify timeout": c.SlackTimeout,
+		"keep-alive interval": c.KeepAlive, "notify timeout": c.SlackTimeout, "wait timeout": c.WaitTimeout,
 	} {
 		if d <= 0 {
 			return fmt.Errorf("%s must be positive, got %s", name, d)
@@ -184,6 +199,59 @@ func (c *config) complete() error {
 	return nil
 }
 
+// target is one database of the app and its migration directories.
+type target struct {
+	name  string
+	url   *dburl.URL
+	paths []string
+}
+
+// resolveTargets reads MIGRUN_DATABASES (or the primary database and
+// MIGRUN_MIGRATIONS_PATHS), taking each database's URL as Rails does:
+// DATABASE_URL for primary, <NAME>_DATABASE_URL for the others.
+func (c *config) resolveTargets(environ map[string]string) error {
+	if c.Databases == "" {
+		if c.URL == nil {
+			return errors.New("no database URL: set DATABASE_URL or MIGRUN_DATABASE_URL")
+		}
+		c.Targets = []target{{name: "primary", url: c.URL, paths: splitList(c.MigrationsPaths)}}
+		return nil
+	}
+	for _, entry := range splitList(c.Databases) {
+		name, dirs, ok := strings.Cut(entry, ":")
+		if !ok || name == "" || dirs == "" {
+			return fmt.Errorf("MIGRUN_DATABASES entry %q is not name:directory", entry)
+		}
+		t := target{name: name, paths: strings.Split(dirs, ";")}
+		if name == "primary" && c.URL != nil {
+			t.url = c.URL
+		} else {
+			variable := strings.ToUpper(name) + "_DATABASE_URL"
+			raw := environ[variable]
+			if raw == "" {
+				return fmt.Errorf("database %s: %s is not set", name, variable)
+			}
+			u, err := dburl.Parse(raw)
+			if err != nil {
+				return fmt.Errorf("%s: %w", variable, err)
+			}
+			t.url = u
+		}
+		c.Targets = append(c.Targets, t)
+	}
+	return nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, part)
+		}
+	}
+	return out
+}
+
 func (c *config) notifyOptions() notify.Options {
 	return notify.Options{
 		WebhookURL: c.SlackWebhookURL,
@@ -200,6 +268,9 @@ func (c *config) secrets() []string {
 	s := []string{c.SlackWebhookURL, c.SlackBotToken}
 	if c.URL != nil {
 		s = append(s, c.URL.Secrets()...)
+	}
+	for _, t := range c.Targets {
+		s = append(s, t.url.Secrets()...)
 	}
 	return s
 }
@@ -278,6 +349,7 @@ func printUsage(out io.Writer) {
 	bindFlags(fs, &defaults)
 	fmt.Fprint(out, `Usage:
   migrun run [flags] [-- COMMAND [ARG...]]   lock, run the migration (default: bundle exec rails db:migrate), report
+  migrun wait [flags]                       block until the database has every migration in db/migrate (init containers)
   migrun version                            print the version
 
 Every flag can also be set through the environment variable named in its help.
@@ -288,6 +360,6 @@ Flags:
 	fmt.Fprint(out, `
 Exit status: the command's own; 128+N if it died of signal N; 126 not executable;
 127 not found; 64 usage or configuration error; 69 database unreachable;
-75 lock not acquired in time.
+75 lock not acquired in time (run) or migrations still pending (wait).
 `)
 }

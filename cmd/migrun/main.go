@@ -38,6 +38,8 @@ func Main(ctx context.Context, args []string, environ map[string]string, stdout,
 	switch args[0] {
 	case "run":
 		return runCommand(ctx, args[1:], environ, stdout, stderr)
+	case "wait":
+		return waitCommand(ctx, args[1:], environ, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "migrun", versionString())
 		return 0
@@ -49,7 +51,7 @@ func Main(ctx context.Context, args []string, environ map[string]string, stdout,
 		// `migrun [flags] -- COMMAND` is `migrun run [flags] -- COMMAND`.
 		return runCommand(ctx, args, environ, stdout, stderr)
 	}
-	fmt.Fprintf(stderr, "migrun: unknown command %q (want run or version; see migrun help)\n", args[0])
+	fmt.Fprintf(stderr, "migrun: unknown command %q (want run, wait or version; see migrun help)\n", args[0])
 	return exitUsage
 }
 

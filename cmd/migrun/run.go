@@ -120,7 +120,39 @@ func (r *run) execute(ctx context.Context) int {
 			r.log.Info("lock released", "lock", locker.String())
 		}
 	}()
+	if r.cfg.SkipIfCurrent && r.nothingPending(ctx) {
+		r.res.Outcome = report.Skipped
+		r.res.ExitCode = 0
+		r.res.Output = r.cfg.EmptyOutput
+		return 0
+	}
 	return r.runCommand(locker)
+}
+
+// nothingPending checks, under the lock, whether every database already
+// has every migration the image carries; then the command (a Rails boot
+// per Pod, for init containers) is not needed. When the check cannot
+// tell, the command runs: it is the authority.
+func (r *run) nothingPending(ctx context.Context) bool {
+	cs, err := newCheckers(r.cfg.Targets, r.cfg.ConnectTimeout, r.log)
+	if err != nil {
+		r.log.Warn("cannot check pending migrations; running the command", "err", err)
+		return false
+	}
+	defer cs.close()
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.ConnectTimeout)
+	defer cancel()
+	missing, err := cs.pending(ctx, r.cfg.Targets)
+	if err != nil {
+		r.log.Warn("cannot check pending migrations; running the command", "err", err)
+		return false
+	}
+	if len(missing) > 0 {
+		r.log.Info("migrations pending", "pending", describePending(missing))
+		return false
+	}
+	r.log.Info("no migration pending; not running the command")
+	return true
 }
 
 // acquire waits for the lock, giving up at the lock timeout or when migrun
