@@ -73,6 +73,27 @@ func addMigration(t *testing.T, app, version, name, body string) {
 	}
 }
 
+// runTogether starts every invocation at once and waits for all; each must
+// exit 0. It returns how many printed marker on stdout.
+func runTogether(t *testing.T, invs []invocation, marker string) int {
+	t.Helper()
+	started := make([]*running, len(invs))
+	for i, inv := range invs {
+		started[i] = inv.start(t)
+	}
+	n := 0
+	for i, r := range started {
+		res := r.wait(t)
+		if res.status != 0 {
+			t.Errorf("runner %d exited %d:\n%s%s", i, res.status, res.stdout, res.stderr)
+		}
+		if strings.Contains(res.stdout, marker) {
+			n++
+		}
+	}
+	return n
+}
+
 func railsEnv(url string) map[string]string {
 	return map[string]string{"DATABASE_URL": url, "RAILS_ENV": "production"}
 }
@@ -116,21 +137,11 @@ func TestRailsConcurrentRunners(t *testing.T) {
 		t.Run(kind, func(t *testing.T) {
 			t.Parallel()
 			_, url := srv.CreateDatabase(t)
-			var started []*running
-			for range runners {
-				started = append(started, invocation{dir: railsApp(t), env: railsEnv(url)}.start(t))
+			invs := make([]invocation, runners)
+			for i := range invs {
+				invs[i] = invocation{dir: railsApp(t), env: railsEnv(url)}
 			}
-			applied := 0
-			for i, r := range started {
-				res := r.wait(t)
-				if res.status != 0 {
-					t.Errorf("runner %d exited %d:\n%s%s", i, res.status, res.stdout, res.stderr)
-				}
-				if strings.Contains(res.stdout, "CreateUsers: migrated") {
-					applied++
-				}
-			}
-			if applied != 1 {
+			if applied := runTogether(t, invs, "CreateUsers: migrated"); applied != 1 {
 				t.Errorf("%d runners applied the migration, want exactly 1", applied)
 			}
 		})
@@ -186,21 +197,11 @@ func TestRailsConcurrentIndexWithWaiters(t *testing.T) {
       sleep 0.05
     end
   end`, waiters+1))
-	var started []*running
-	for range waiters + 1 {
-		started = append(started, invocation{dir: app, env: railsEnv(url)}.start(t))
+	invs := make([]invocation, waiters+1)
+	for i := range invs {
+		invs[i] = invocation{dir: app, env: railsEnv(url)}
 	}
-	indexed := 0
-	for i, r := range started {
-		res := r.wait(t)
-		if res.status != 0 {
-			t.Errorf("runner %d exited %d:\n%s%s", i, res.status, res.stdout, res.stderr)
-		}
-		if strings.Contains(res.stdout, "AddIndexToUsersEmail: migrated") {
-			indexed++
-		}
-	}
-	if indexed != 1 {
+	if indexed := runTogether(t, invs, "AddIndexToUsersEmail: migrated"); indexed != 1 {
 		t.Errorf("%d runners built the index, want 1", indexed)
 	}
 }

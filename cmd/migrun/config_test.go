@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"flag"
 	"io"
 	"slices"
 	"strings"
@@ -144,5 +145,57 @@ func TestRawSecrets(t *testing.T) {
 		if !slices.Contains(got, want) {
 			t.Errorf("rawSecrets() = %q, missing %q", got, want)
 		}
+	}
+}
+
+// TestHelpShowsNoSecrets: flag defaults come from the environment, so the
+// help must show the built-in ones instead.
+func TestHelpShowsNoSecrets(t *testing.T) {
+	var out strings.Builder
+	env := map[string]string{"DATABASE_URL": "postgres://u:HelpSecret1@h/db", "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/HelpSecret2"}
+	if _, err := parseRun([]string{"--help"}, env, &out); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("parseRun(--help) = %v", err)
+	}
+	if !strings.Contains(out.String(), "--lock-timeout") && !strings.Contains(out.String(), "-lock-timeout") {
+		t.Errorf("help lacks the flags:\n%s", out.String())
+	}
+	if strings.Contains(out.String(), "HelpSecret") {
+		t.Errorf("help shows a secret:\n%s", out.String())
+	}
+}
+
+func TestResolveTargets(t *testing.T) {
+	const primary = "postgres://u:p@h/app"
+	tests := []struct {
+		name    string
+		env     map[string]string
+		want    []string // name=database
+		wantErr string
+	}{
+		{name: "primary only", env: map[string]string{"DATABASE_URL": primary, "MIGRUN_MIGRATIONS_PATHS": "db/migrate, db/more"}, want: []string{"primary=app"}},
+		{name: "multi", env: map[string]string{"DATABASE_URL": primary, "ANIMALS_DATABASE_URL": "mysql2://u:p@h/zoo", "MIGRUN_DATABASES": "primary:db/migrate,animals:db/animals_migrate"}, want: []string{"primary=app", "animals=zoo"}},
+		{name: "missing URL", env: map[string]string{"DATABASE_URL": primary, "MIGRUN_DATABASES": "animals:db/animals_migrate"}, wantErr: "ANIMALS_DATABASE_URL is not set"},
+		{name: "bad entry", env: map[string]string{"DATABASE_URL": primary, "MIGRUN_DATABASES": "animals"}, wantErr: "not name:directory"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parseRun([]string{"--skip-if-current"}, tt.env, io.Discard)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, tg := range c.Targets {
+				got = append(got, tg.name+"="+tg.url.Database)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("targets %v, want %v", got, tt.want)
+			}
+		})
 	}
 }
