@@ -33,6 +33,12 @@ func TestExitStatus(t *testing.T) {
 		{name: "usage error", args: []string{"--no-such-flag"}, status: 64},
 		{name: "bad URL", env: map[string]string{"DATABASE_URL": "mongodb://h/db"}, args: []string{"--", "true"}, status: 64},
 		{name: "unknown subcommand", args: []string{"migrate"}, status: 64},
+		{name: "URL without a database", env: map[string]string{"DATABASE_URL": "postgres://u:BadInputPw1@h"}, args: []string{"--", "true"}, status: 64},
+		{name: "negative timeout", args: []string{"--lock-timeout=-5s", "--", "true"}, status: 64},
+		{name: "bad duration", env: map[string]string{"MIGRUN_CONNECT_TIMEOUT": "forever"}, args: []string{"--", "true"}, status: 64},
+		{name: "unknown notify policy", env: map[string]string{"MIGRUN_NOTIFY": "sometimes"}, args: []string{"--", "true"}, status: 64},
+		{name: "malformed webhook", env: map[string]string{"SLACK_WEBHOOK_URL": "hooks.slack.com/services/BadInputHook"}, args: []string{"--", "true"}, status: 64},
+		{name: "empty command", args: []string{"--", ""}, status: 64},
 		{name: "no lock", env: map[string]string{"DATABASE_URL": "", "MIGRUN_LOCK_MODE": "none"}, args: []string{"--", "true"}, status: 0},
 	}
 	for _, tt := range tests {
@@ -51,6 +57,13 @@ func TestExitStatus(t *testing.T) {
 			}
 			if tt.status == 64 && strings.Count(strings.TrimSpace(res.stderr), "\n") != 0 {
 				t.Errorf("usage error is not one line:\n%s", res.stderr)
+			}
+			if strings.Contains(res.all(), "BadInput") {
+				t.Errorf("a secret leaked:\n%s", res.all())
+			}
+			// Nothing is left locked: the next runner gets the lock at once.
+			if next := (invocation{env: map[string]string{"DATABASE_URL": sqlite, "MIGRUN_LOCK_TIMEOUT": "5s"}, args: []string{"--", "true"}}).run(t); next.status != 0 {
+				t.Errorf("lock left held: next runner exited %d:\n%s", next.status, next.stderr)
 			}
 		})
 	}
