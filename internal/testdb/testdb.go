@@ -10,9 +10,11 @@ package testdb
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -52,9 +54,10 @@ type Server struct {
 	admin    string // admin connection string (pgx) or DSN (mysql)
 	dir      string // data and sockets; empty for an external server
 	runAs    *syscall.Credential
+	mu       sync.Mutex // guards the fields below
+	running  bool
 	mariadbd *os.Process // while running
 	exited   chan error  // mariadbd's exit
-	mu       sync.Mutex
 }
 
 // Kind is KindPostgreSQL or KindMariaDB.
@@ -83,11 +86,17 @@ var dbCounter atomic.Int64
 // CreateDatabase makes a fresh database that AppUser may use.
 func (s *Server) CreateDatabase(tb testing.TB) (name, url string) {
 	tb.Helper()
-	name = fmt.Sprintf("t_%d_%d", os.Getpid(), dbCounter.Add(1))
+	// Unique across concurrent test binaries and earlier runs that share an
+	// external server, where a pid alone may be reused.
+	name = fmt.Sprintf("t_%d_%d_%s", os.Getpid(), dbCounter.Add(1), strings.ToLower(randomString(6)))
 	if s.kind == KindPostgreSQL {
 		s.Exec(tb, "", fmt.Sprintf("CREATE DATABASE %s OWNER %s", name, AppUser))
 	} else {
 		s.Exec(tb, "", "CREATE DATABASE "+name)
+	}
+	if s.dir == "" {
+		// A throwaway server is deleted whole; an external one keeps what we leave.
+		tb.Cleanup(func() { s.dropDatabase(tb, name) })
 	}
 	return name, s.URL(name)
 }
@@ -126,6 +135,18 @@ func (s *Server) QueryInt(tb testing.TB, db, query string) int64 {
 		tb.Fatalf("%s: %s: %v", s.kind, query, err)
 	}
 	return n
+}
+
+func (s *Server) dropDatabase(tb testing.TB, name string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	query := "DROP DATABASE IF EXISTS " + name
+	if s.kind == KindPostgreSQL {
+		query += " WITH (FORCE)"
+	}
+	if err := s.exec(ctx, "", query); err != nil {
+		tb.Logf("drop test database %s: %v", name, err)
+	}
 }
 
 func (s *Server) exec(ctx context.Context, db, query string) error {
@@ -176,52 +197,59 @@ func (s *Server) myAdmin(db string) (*sql.DB, error) {
 
 // --- shared servers -------------------------------------------------------
 
-var shared struct {
-	sync.Mutex
-	servers map[string]*Server
-	errs    map[string]error
+// sharedServer is started at most once per test binary; a failure is
+// remembered so that later tests skip or fail at once instead of waiting again.
+type sharedServer struct {
+	once   sync.Once
+	server *Server
+	err    error
 }
+
+var shared = map[string]*sharedServer{KindPostgreSQL: {}, KindMariaDB: {}}
 
 // Main runs the package's tests, then stops the shared servers.
 func Main(m *testing.M) {
 	code := m.Run()
-	shared.Lock()
-	for _, s := range shared.servers {
-		_ = s.Close()
+	for _, sh := range shared {
+		// Claim the once so that no late starter races the shutdown.
+		sh.once.Do(func() {})
+		if sh.server != nil {
+			if err := sh.server.Close(); err != nil {
+				slog.Warn("testdb: stop shared server", "kind", sh.server.kind, "err", err)
+			}
+		}
 	}
-	shared.Unlock()
 	os.Exit(code)
 }
 
 // Postgres is a PostgreSQL server shared by the test binary.
-func Postgres(tb testing.TB) *Server { return sharedServer(tb, KindPostgreSQL) }
+func Postgres(tb testing.TB) *Server { return sharedFor(tb, KindPostgreSQL) }
 
 // MariaDB is a MariaDB server shared by the test binary.
-func MariaDB(tb testing.TB) *Server { return sharedServer(tb, KindMariaDB) }
+func MariaDB(tb testing.TB) *Server { return sharedFor(tb, KindMariaDB) }
 
-func sharedServer(tb testing.TB, kind string) *Server {
+func sharedFor(tb testing.TB, kind string) *Server {
 	tb.Helper()
-	shared.Lock()
-	defer shared.Unlock()
-	if shared.servers == nil {
-		shared.servers, shared.errs = map[string]*Server{}, map[string]error{}
-	}
-	if s := shared.servers[kind]; s != nil {
-		return s
-	}
-	if err := shared.errs[kind]; err != nil {
+	sh := shared[kind]
+	sh.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*startTimeout)
+		defer cancel()
+		sh.server, sh.err = external(ctx, kind)
+		if sh.server == nil && sh.err == nil {
+			sh.server, sh.err = start(ctx, kind, Options{})
+		}
+		if sh.err != nil {
+			sh.server = nil
+		}
+	})
+	if sh.server == nil {
+		err := sh.err
+		if err == nil {
+			err = errors.New("test binary is shutting down")
+		}
 		unavailable(tb, err)
 	}
-	s, err := external(kind)
-	if s == nil && err == nil {
-		s, err = start(context.Background(), kind)
-	}
-	if err != nil {
-		shared.errs[kind] = err
-		unavailable(tb, err)
-	}
-	shared.servers[kind] = s
-	return s
+	return sh.server
 }
 
 // NewPostgres starts a private PostgreSQL server, stopped at the test's end.
@@ -232,7 +260,9 @@ func NewMariaDB(tb testing.TB) *Server { return private(tb, KindMariaDB) }
 
 func private(tb testing.TB, kind string) *Server {
 	tb.Helper()
-	s, err := start(context.Background(), kind)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*startTimeout)
+	defer cancel()
+	s, err := start(ctx, kind, Options{})
 	if err != nil {
 		unavailable(tb, err)
 	}
@@ -249,21 +279,49 @@ func unavailable(tb testing.TB, err error) {
 	tb.Skipf("database server unavailable: %v", err)
 }
 
-// StartPostgres starts a throwaway PostgreSQL server; Close stops it.
-func StartPostgres(ctx context.Context) (*Server, error) { return start(ctx, KindPostgreSQL) }
+// Options adjust a throwaway server started outside a test.
+type Options struct {
+	// TempDir is where the server's directory is made; os.TempDir() if
+	// empty. Sockets live there too, so keep the path short; as root it
+	// must be traversable by the postgres and mysql users.
+	TempDir string
+}
 
-// StartMariaDB starts a throwaway MariaDB server; Close stops it.
-func StartMariaDB(ctx context.Context) (*Server, error) { return start(ctx, KindMariaDB) }
+// StartPostgres starts a throwaway PostgreSQL server; Close stops it and
+// removes its files.
+func StartPostgres(ctx context.Context, opts Options) (*Server, error) {
+	return start(ctx, KindPostgreSQL, opts)
+}
 
-func start(ctx context.Context, kind string) (*Server, error) {
+// StartMariaDB starts a throwaway MariaDB server; Close stops it and
+// removes its files.
+func StartMariaDB(ctx context.Context, opts Options) (*Server, error) {
+	return start(ctx, KindMariaDB, opts)
+}
+
+// maxSocketDir leaves room for the socket's name (".s.PGSQL.65535") in the
+// kernel's 108-byte limit on unix socket paths.
+const maxSocketDir = 80
+
+func start(ctx context.Context, kind string, opts Options) (*Server, error) {
 	s := &Server{kind: kind, host: "127.0.0.1", password: randomPassword()}
 	var err error
 	if s.port, err = freePort(); err != nil {
 		return nil, err
 	}
-	// Short: a unix socket path must fit in about 107 bytes.
-	if s.dir, err = os.MkdirTemp("", "mt"); err != nil {
-		return nil, err
+	parent := opts.TempDir
+	if parent == "" {
+		parent = os.TempDir()
+	}
+	if len(parent) > maxSocketDir-12 && opts.TempDir == "" {
+		parent = "/tmp" // a long TMPDIR would not fit a socket path
+	}
+	if s.dir, err = os.MkdirTemp(parent, "mt"); err != nil {
+		return nil, fmt.Errorf("%s: make temp dir: %w", kind, err)
+	}
+	if len(s.dir) > maxSocketDir {
+		os.RemoveAll(s.dir)
+		return nil, fmt.Errorf("%s: temp dir %s is too long for a unix socket path", kind, s.dir)
 	}
 	if os.Geteuid() == 0 {
 		name := "postgres"
@@ -276,7 +334,7 @@ func start(ctx context.Context, kind string) (*Server, error) {
 		}
 		if err := os.Chown(s.dir, int(s.runAs.Uid), int(s.runAs.Gid)); err != nil {
 			os.RemoveAll(s.dir)
-			return nil, err
+			return nil, fmt.Errorf("%s: %w", kind, err)
 		}
 	}
 	if kind == KindPostgreSQL {
@@ -286,7 +344,7 @@ func start(ctx context.Context, kind string) (*Server, error) {
 	}
 	if err != nil {
 		_ = s.Close()
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", kind, err)
 	}
 	return s, nil
 }
@@ -296,8 +354,12 @@ func (s *Server) Close() error {
 	if s.dir == "" {
 		return nil
 	}
-	err := s.stop()
-	os.RemoveAll(s.dir)
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	err := s.stop(ctx)
+	if rmErr := os.RemoveAll(s.dir); err == nil {
+		err = rmErr
+	}
 	return err
 }
 
@@ -307,7 +369,9 @@ func (s *Server) Stop(tb testing.TB) {
 	if s.dir == "" {
 		tb.Fatal("cannot stop an external server")
 	}
-	if err := s.stop(); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	if err := s.stop(ctx); err != nil {
 		tb.Fatalf("stop %s: %v", s.kind, err)
 	}
 }
@@ -315,6 +379,9 @@ func (s *Server) Stop(tb testing.TB) {
 // Start starts a stopped server again on the same port.
 func (s *Server) Start(tb testing.TB) {
 	tb.Helper()
+	if s.dir == "" {
+		tb.Fatal("cannot start an external server")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
 	var err error
@@ -328,25 +395,29 @@ func (s *Server) Start(tb testing.TB) {
 	}
 }
 
-func (s *Server) stop() error {
-	if s.kind == KindPostgreSQL {
-		return s.run(context.Background(), pgBin("pg_ctl"), "-D", s.dataDir(), "-m", "fast", "-w", "stop")
-	}
+// stop stops a running server and waits for it to exit; stopping a
+// stopped server does nothing.
+func (s *Server) stop(ctx context.Context) error {
 	s.mu.Lock()
-	proc, exited := s.mariadbd, s.exited
-	s.mariadbd = nil
-	s.mu.Unlock()
-	if proc == nil {
+	defer s.mu.Unlock()
+	if !s.running {
 		return nil
 	}
+	s.running = false
+	if s.kind == KindPostgreSQL {
+		return s.run(ctx, pgBin("pg_ctl"), "-D", s.dataDir(), "-m", "fast", "-w", "stop")
+	}
+	proc, exited := s.mariadbd, s.exited
+	s.mariadbd, s.exited = nil, nil
 	_ = proc.Signal(syscall.SIGTERM)
 	select {
 	case <-exited:
-	case <-time.After(startTimeout):
+		return nil
+	case <-ctx.Done():
 		_ = proc.Kill()
 		<-exited
+		return fmt.Errorf("mariadbd did not stop on SIGTERM, killed: %w", ctx.Err())
 	}
-	return nil
 }
 
 func (s *Server) dataDir() string { return filepath.Join(s.dir, "data") }
@@ -393,8 +464,21 @@ func (s *Server) initPostgres(ctx context.Context) error {
 }
 
 func (s *Server) startPostgres(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.running {
+		return nil
+	}
+	logFile := filepath.Join(s.dir, "postgres.log")
 	opts := fmt.Sprintf("-p %d -k %s -h 127.0.0.1 -c fsync=off -c full_page_writes=off -c synchronous_commit=off -c max_connections=300 -c shared_buffers=32MB", s.port, s.dir)
-	return s.run(ctx, pgBin("pg_ctl"), "-D", s.dataDir(), "-l", filepath.Join(s.dir, "postgres.log"), "-o", opts, "-w", "-t", "60", "start")
+	err := s.run(ctx, pgBin("pg_ctl"), "-D", s.dataDir(), "-l", logFile, "-o", opts, "-w", "-t", strconv.Itoa(int(startTimeout/time.Second)), "start")
+	if err != nil {
+		// pg_ctl only says "see the log"; the reason is in the log.
+		log, _ := os.ReadFile(logFile)
+		return fmt.Errorf("%w\npostgres.log:\n%s", err, tail(string(log), 2000))
+	}
+	s.running = true
+	return nil
 }
 
 // pgBin finds a PostgreSQL tool: the newest installed version, else PATH.
@@ -442,17 +526,23 @@ func (s *Server) initMariaDB(ctx context.Context) error {
 func (s *Server) socket() string { return filepath.Join(s.dir, "my.sock") }
 
 func (s *Server) startMariaDB(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.running {
+		return nil
+	}
 	bin := "/usr/sbin/mariadbd"
 	if _, err := os.Stat(bin); err != nil {
 		bin = "mariadbd"
 	}
 	args := []string{"--no-defaults", "--datadir=" + s.dataDir(), "--socket=" + s.socket(),
-		"--port=" + strconv.Itoa(s.port), "--bind-address=127.0.0.1", "--pid-file=" + filepath.Join(s.dir, "my.pid"),
+		"--port=" + strconv.Itoa(s.port), "--bind-address=127.0.0.1", "--skip-networking=0", "--pid-file=" + filepath.Join(s.dir, "my.pid"),
 		"--log-error=" + filepath.Join(s.dir, "mariadb.log"), "--innodb-flush-log-at-trx-commit=0",
 		"--innodb-buffer-pool-size=32M", "--max-connections=400", "--skip-name-resolve"}
 	if s.runAs != nil {
 		args = append(args, "--user=mysql")
 	}
+	logFile := filepath.Join(s.dir, "mariadb.log")
 	cmd := exec.Command(bin, args...)
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start mariadbd: %w", err)
@@ -473,17 +563,17 @@ func (s *Server) startMariaDB(ctx context.Context) error {
 		}
 		select {
 		case err := <-exited:
-			log, _ := os.ReadFile(filepath.Join(s.dir, "mariadb.log"))
-			return fmt.Errorf("mariadbd exited: %v\n%s", err, tail(string(log), 2000))
+			log, _ := os.ReadFile(logFile)
+			return fmt.Errorf("mariadbd exited: %v\nmariadb.log:\n%s", err, tail(string(log), 2000))
 		case <-ctx.Done():
 			_ = cmd.Process.Kill()
-			return errors.New("mariadbd did not start in time")
+			<-exited
+			log, _ := os.ReadFile(logFile)
+			return fmt.Errorf("mariadbd did not accept connections: %w\nmariadb.log:\n%s", ctx.Err(), tail(string(log), 2000))
 		case <-tick.C:
 		}
 	}
-	s.mu.Lock()
-	s.mariadbd, s.exited = cmd.Process, exited
-	s.mu.Unlock()
+	s.running, s.mariadbd, s.exited = true, cmd.Process, exited
 	return nil
 }
 
@@ -491,7 +581,7 @@ func (s *Server) startMariaDB(ctx context.Context) error {
 
 // external returns the server named by MIGRUN_TEST_POSTGRES_URL or
 // MIGRUN_TEST_MYSQL_URL, if set.
-func external(kind string) (*Server, error) {
+func external(ctx context.Context, kind string) (*Server, error) {
 	env := "MIGRUN_TEST_POSTGRES_URL"
 	if kind == KindMariaDB {
 		env = "MIGRUN_TEST_MYSQL_URL"
@@ -505,7 +595,10 @@ func external(kind string) (*Server, error) {
 		return nil, fmt.Errorf("%s is not a URL", env)
 	}
 	port, _ := strconv.Atoi(u.Port())
-	s := &Server{kind: kind, host: u.Hostname(), port: port, password: randomPassword()}
+	// Test binaries of several packages run at once against the same server;
+	// a password derived from the admin URL is the same in all of them, where
+	// a random one would lock out every binary but the last to set it.
+	s := &Server{kind: kind, host: u.Hostname(), port: port, password: derivedPassword(raw)}
 	if kind == KindPostgreSQL {
 		if s.port == 0 {
 			s.port = 5432
@@ -520,9 +613,7 @@ func external(kind string) (*Server, error) {
 		cfg.User, cfg.Passwd, cfg.Net, cfg.Addr = u.User.Username(), pw, "tcp", net.JoinHostPort(s.host, strconv.Itoa(s.port))
 		s.admin = cfg.FormatDSN()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	// The app user may exist from an earlier run: give it this run's password.
+	// The app user may exist from an earlier run: make sure of its password.
 	var stmts []string
 	if kind == KindPostgreSQL {
 		stmts = []string{
@@ -563,14 +654,29 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-func randomPassword() string {
-	const letters = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
-	b := make([]byte, 20)
+// Passwords are letters and digits only, so they need no quoting in SQL or
+// escaping in URLs.
+const passwordAlphabet = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+
+func randomPassword() string { return "pw" + randomString(20) }
+
+func randomString(n int) string {
+	b := make([]byte, n)
 	_, _ = rand.Read(b)
-	for i := range b {
-		b[i] = letters[int(b[i])%len(letters)]
+	return alphabet(b)
+}
+
+func derivedPassword(adminURL string) string {
+	sum := sha256.Sum256([]byte("migrun testdb app user\x00" + adminURL))
+	return "pw" + alphabet(sum[:20])
+}
+
+func alphabet(b []byte) string {
+	out := make([]byte, len(b))
+	for i, c := range b {
+		out[i] = passwordAlphabet[int(c)%len(passwordAlphabet)]
 	}
-	return "pw" + string(b)
+	return string(out)
 }
 
 func tail(s string, n int) string {
