@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -124,7 +125,7 @@ func TestContract(t *testing.T) {
 
 // TestContention: many runners at once never overlap.
 func TestContention(t *testing.T) {
-	const runners = 12
+	const runners = 20
 	for _, b := range backends() {
 		t.Run(b.name, func(t *testing.T) {
 			t.Parallel()
@@ -172,23 +173,28 @@ func TestContention(t *testing.T) {
 	}
 }
 
-// TestPostgresNotRailsLock: Rails' own migration lock (one bigint key)
-// stays free while migrun holds its lock, so the migration can take it.
+// TestPostgresNotRailsLock: Rails' own migration lock (one bigint key,
+// 2053462845 * crc32(database name)) stays free while migrun holds its
+// lock, so the migration can take it.
 func TestPostgresNotRailsLock(t *testing.T) {
-	srv := testdb.Postgres(t)
-	db, raw := srv.CreateDatabase(t)
-	l := newLocker(t, mustParse(t, raw), ModeSession, db)
-	if err := lockWithin(t, l, 30*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	conn := connectPG(t, raw)
-	var ok bool
-	if err := conn.QueryRow(context.Background(),
-		"SELECT pg_try_advisory_lock((2053462845::bigint * (SELECT hashtext(current_database())::bigint & 4294967295)))").Scan(&ok); err != nil {
-		t.Fatal(err)
-	}
-	if !ok {
-		t.Fatal("a Rails-shaped single-bigint lock was blocked by migrun's lock")
+	for _, mode := range []Mode{ModeSession, ModeTransaction} {
+		t.Run(string(mode), func(t *testing.T) {
+			srv := testdb.Postgres(t)
+			db, raw := srv.CreateDatabase(t)
+			l := newLocker(t, mustParse(t, raw), mode, db)
+			if err := lockWithin(t, l, 30*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			railsKey := 2053462845 * int64(crc32.ChecksumIEEE([]byte(db)))
+			conn := connectPG(t, raw)
+			var ok bool
+			if err := conn.QueryRow(context.Background(), "SELECT pg_try_advisory_lock($1::bigint)", railsKey).Scan(&ok); err != nil {
+				t.Fatal(err)
+			}
+			if !ok {
+				t.Fatal("Rails' migration lock was blocked by migrun's lock")
+			}
+		})
 	}
 }
 
@@ -258,10 +264,19 @@ func TestKeepAliveDetectsLoss(t *testing.T) {
 	tests := []struct {
 		name string
 		srv  func(testing.TB) *testdb.Server
-		kill string
+		kill func(t *testing.T, srv *testdb.Server, db string)
 	}{
-		{"postgresql", testdb.Postgres, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'migrun' AND datname = '%s'"},
-		{"mariadb", testdb.MariaDB, "SELECT 1 FROM DUAL WHERE '%s' <> ''"},
+		{"postgresql", testdb.Postgres, func(t *testing.T, srv *testdb.Server, db string) {
+			n := srv.QueryInt(t, "", fmt.Sprintf(
+				"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'migrun' AND datname = '%s'", db))
+			if n != 1 {
+				t.Fatalf("terminated %d lock backends, want 1", n)
+			}
+		}},
+		{"mariadb", testdb.MariaDB, func(t *testing.T, srv *testdb.Server, db string) {
+			id := srv.QueryInt(t, "", fmt.Sprintf("SELECT IS_USED_LOCK('%s')", mysqlLockName(db)))
+			srv.Exec(t, "", fmt.Sprintf("KILL %d", id))
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -271,12 +286,7 @@ func TestKeepAliveDetectsLoss(t *testing.T) {
 			if err := lockWithin(t, l, 30*time.Second); err != nil {
 				t.Fatal(err)
 			}
-			if tt.name == "mariadb" {
-				id := srv.QueryInt(t, "", fmt.Sprintf("SELECT IS_USED_LOCK('%s')", mysqlLockName(db)))
-				srv.Exec(t, "", fmt.Sprintf("KILL %d", id))
-			} else {
-				srv.Exec(t, "", fmt.Sprintf(tt.kill, db))
-			}
+			tt.kill(t, srv, db)
 			select {
 			case <-l.Lost():
 			case <-time.After(30 * time.Second):
@@ -286,6 +296,29 @@ func TestKeepAliveDetectsLoss(t *testing.T) {
 				t.Errorf("Err() = %v, want ErrLost", l.Err())
 			}
 		})
+	}
+}
+
+// TestMariaDBLongName: a name too long for MySQL is held under its
+// 64-character form, and still excludes a runner using the same name.
+func TestMariaDBLongName(t *testing.T) {
+	srv := testdb.MariaDB(t)
+	_, raw := srv.CreateDatabase(t)
+	u := mustParse(t, raw)
+	name := strings.Repeat("very_long_application_name_", 4)
+	l := newLocker(t, u, ModeSession, name)
+	if err := lockWithin(t, l, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	cut := mysqlLockName(name)
+	if len(cut) != maxLockName {
+		t.Fatalf("lock name %q is %d bytes, want %d", cut, len(cut), maxLockName)
+	}
+	if n := srv.QueryInt(t, "", fmt.Sprintf("SELECT IS_USED_LOCK('%s') IS NOT NULL", cut)); n != 1 {
+		t.Fatalf("no lock held under the name %q", cut)
+	}
+	if err := lockWithin(t, newLocker(t, u, ModeSession, name), 300*time.Millisecond); !errors.Is(err, ErrTimeout) {
+		t.Fatalf("second Lock() with the same long name = %v, want ErrTimeout", err)
 	}
 }
 
@@ -300,12 +333,13 @@ func TestUnavailable(t *testing.T) {
 	}{
 		{"closed port", "postgres://u:Wr0ngPassword@127.0.0.1:1/db", time.Second},
 		{"closed port mysql", "mysql2://u:Wr0ngPassword@127.0.0.1:1/db", time.Second},
-		// A refusal is final: not retried for the (long) connect timeout.
-		{"wrong password", wrong(pg), 10 * time.Minute},
-		{"wrong password mysql", wrong(my), 10 * time.Minute},
-		{"missing database", strings.Replace(pg.URL("migrun"), "/migrun", "/nosuchdb", 1), 10 * time.Minute},
-		{"tls required, not offered", pg.URL("migrun") + "?sslmode=require", 10 * time.Minute},
-		{"tls required, not offered mysql", my.URL("migrun") + "?ssl_mode=required", 10 * time.Minute},
+		// A refusal is final. Were it retried for the connect timeout, the
+		// context's (shorter) deadline would end Lock with ErrTimeout.
+		{"wrong password", wrong(pg), time.Hour},
+		{"wrong password mysql", wrong(my), time.Hour},
+		{"missing database", strings.Replace(pg.URL("migrun"), "/migrun", "/nosuchdb", 1), time.Hour},
+		{"tls required, not offered", pg.URL("migrun") + "?sslmode=require", time.Hour},
+		{"tls required, not offered mysql", my.URL("migrun") + "?ssl_mode=required", time.Hour},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -314,7 +348,7 @@ func TestUnavailable(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			err = lockWithin(t, l, 10*time.Minute)
+			err = lockWithin(t, l, 30*time.Second)
 			if !errors.Is(err, ErrUnavailable) {
 				t.Fatalf("Lock() = %v, want ErrUnavailable", err)
 			}
