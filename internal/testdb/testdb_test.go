@@ -160,7 +160,7 @@ func TestPasswords(t *testing.T) {
 			}
 		})
 	}
-	if randomPassword() == randomPassword() {
+	if first, second := randomPassword(), randomPassword(); first == second {
 		t.Error("two random passwords are equal")
 	}
 	if derivedPassword("a") == derivedPassword("b") {
