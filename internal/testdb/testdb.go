@@ -5,12 +5,14 @@
 // As root, the servers run as the postgres and mysql users, since both
 // refuse to run as root. MIGRUN_TEST_POSTGRES_URL and MIGRUN_TEST_MYSQL_URL
 // (admin URLs of existing servers) replace the shared servers.
+//
+// A test binary that dies without cleaning up (go test's -timeout panic, a
+// SIGKILL) leaves its servers running; the next start in the same temp dir
+// stops and removes them.
 package testdb
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -19,9 +21,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -210,15 +210,20 @@ var shared = map[string]*sharedServer{KindPostgreSQL: {}, KindMariaDB: {}}
 // Main runs the package's tests, then stops the shared servers.
 func Main(m *testing.M) {
 	code := m.Run()
+	var wg sync.WaitGroup
 	for _, sh := range shared {
 		// Claim the once so that no late starter races the shutdown.
 		sh.once.Do(func() {})
-		if sh.server != nil {
+		if sh.server == nil {
+			continue
+		}
+		wg.Go(func() {
 			if err := sh.server.Close(); err != nil {
 				slog.Warn("testdb: stop shared server", "kind", sh.server.kind, "err", err)
 			}
-		}
+		})
 	}
+	wg.Wait()
 	os.Exit(code)
 }
 
@@ -266,7 +271,11 @@ func private(tb testing.TB, kind string) *Server {
 	if err != nil {
 		unavailable(tb, err)
 	}
-	tb.Cleanup(func() { _ = s.Close() })
+	tb.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			tb.Logf("stop %s server: %v", kind, err)
+		}
+	})
 	return s
 }
 
@@ -279,12 +288,17 @@ func unavailable(tb testing.TB, err error) {
 	tb.Skipf("database server unavailable: %v", err)
 }
 
+// --- throwaway servers ----------------------------------------------------
+
 // Options adjust a throwaway server started outside a test.
 type Options struct {
 	// TempDir is where the server's directory is made; os.TempDir() if
 	// empty. Sockets live there too, so keep the path short; as root it
 	// must be traversable by the postgres and mysql users.
 	TempDir string
+
+	pickPort func() (int, error) // freePort unless a test says otherwise
+	owner    int                 // pid recorded as the server's owner; os.Getpid() if 0
 }
 
 // StartPostgres starts a throwaway PostgreSQL server; Close stops it and
@@ -304,24 +318,42 @@ func StartMariaDB(ctx context.Context, opts Options) (*Server, error) {
 const maxSocketDir = 80
 
 func start(ctx context.Context, kind string, opts Options) (*Server, error) {
-	s := &Server{kind: kind, host: "127.0.0.1", password: randomPassword()}
-	var err error
-	if s.port, err = freePort(); err != nil {
-		return nil, err
+	if err := installed(kind); err != nil {
+		return nil, fmt.Errorf("%s: %w", kind, err)
 	}
+	pickPort := opts.pickPort
+	if pickPort == nil {
+		pickPort = freePort
+	}
+	owner := opts.owner
+	if owner == 0 {
+		owner = os.Getpid()
+	}
+	pattern := fmt.Sprintf("%s%d-", dirPrefix, owner)
 	parent := opts.TempDir
 	if parent == "" {
 		parent = os.TempDir()
+		if len(filepath.Join(parent, pattern))+10 > maxSocketDir {
+			parent = "/tmp" // a long TMPDIR would not fit a socket path
+		}
 	}
-	if len(parent) > maxSocketDir-12 && opts.TempDir == "" {
-		parent = "/tmp" // a long TMPDIR would not fit a socket path
+	reapOrphansOnce(ctx, parent)
+
+	s := &Server{kind: kind, host: "127.0.0.1", password: randomPassword()}
+	var err error
+	if s.port, err = pickPort(); err != nil {
+		return nil, fmt.Errorf("%s: pick a port: %w", kind, err)
 	}
-	if s.dir, err = os.MkdirTemp(parent, "mt"); err != nil {
+	if s.dir, err = os.MkdirTemp(parent, pattern); err != nil {
 		return nil, fmt.Errorf("%s: make temp dir: %w", kind, err)
 	}
 	if len(s.dir) > maxSocketDir {
 		os.RemoveAll(s.dir)
 		return nil, fmt.Errorf("%s: temp dir %s is too long for a unix socket path", kind, s.dir)
+	}
+	if err := os.WriteFile(filepath.Join(s.dir, markerFile), []byte(markerText), 0o644); err != nil {
+		os.RemoveAll(s.dir)
+		return nil, fmt.Errorf("%s: %w", kind, err)
 	}
 	if os.Geteuid() == 0 {
 		name := "postgres"
@@ -330,7 +362,7 @@ func start(ctx context.Context, kind string, opts Options) (*Server, error) {
 		}
 		if s.runAs, err = credential(name); err != nil {
 			os.RemoveAll(s.dir)
-			return nil, err
+			return nil, fmt.Errorf("%s: %w", kind, err)
 		}
 		if err := os.Chown(s.dir, int(s.runAs.Uid), int(s.runAs.Gid)); err != nil {
 			os.RemoveAll(s.dir)
@@ -338,15 +370,53 @@ func start(ctx context.Context, kind string, opts Options) (*Server, error) {
 		}
 	}
 	if kind == KindPostgreSQL {
-		err = s.initPostgres(ctx)
+		err = s.initPostgres(ctx, pickPort)
 	} else {
-		err = s.initMariaDB(ctx)
+		err = s.initMariaDB(ctx, pickPort)
 	}
 	if err != nil {
 		_ = s.Close()
 		return nil, fmt.Errorf("%s: %w", kind, err)
 	}
 	return s, nil
+}
+
+// installed says which binary is missing, if one is.
+func installed(kind string) error {
+	names := []string{pgBin("initdb"), pgBin("pg_ctl"), pgBin("postgres")}
+	if kind == KindMariaDB {
+		names = []string{"mariadb-install-db", mariadbdBin()}
+	}
+	for _, name := range names {
+		if _, err := exec.LookPath(name); err != nil {
+			return fmt.Errorf("%s is not installed: %w", filepath.Base(name), err)
+		}
+	}
+	return nil
+}
+
+// startNew starts a new server for the first time. Its port was free when
+// picked, but nothing holds it until the server binds it, and another
+// process (a concurrent test binary, an outgoing connection) may take it in
+// between: then it picks another.
+func (s *Server) startNew(ctx context.Context, pickPort func() (int, error)) error {
+	for attempt := 1; ; attempt++ {
+		err := s.startServer(ctx)
+		if err == nil || attempt == 3 || !portTaken(s.port) {
+			return err
+		}
+		slog.Info("testdb: port taken before the server bound it, picking another", "kind", s.kind, "port", s.port)
+		if s.port, err = pickPort(); err != nil {
+			return fmt.Errorf("pick a port: %w", err)
+		}
+	}
+}
+
+func (s *Server) startServer(ctx context.Context) error {
+	if s.kind == KindPostgreSQL {
+		return s.startPostgres(ctx)
+	}
+	return s.startMariaDB(ctx)
 }
 
 // Close stops the server and removes its files.
@@ -356,11 +426,11 @@ func (s *Server) Close() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
-	err := s.stop(ctx)
-	if rmErr := os.RemoveAll(s.dir); err == nil {
-		err = rmErr
+	if err := s.stop(ctx); err != nil {
+		// Keep the files: without them nobody could tell the server to stop.
+		return fmt.Errorf("stop %s in %s: %w", s.kind, s.dir, err)
 	}
-	return err
+	return os.RemoveAll(s.dir)
 }
 
 // Stop stops the server, keeping its data and port.
@@ -384,13 +454,7 @@ func (s *Server) Start(tb testing.TB) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
-	var err error
-	if s.kind == KindPostgreSQL {
-		err = s.startPostgres(ctx)
-	} else {
-		err = s.startMariaDB(ctx)
-	}
-	if err != nil {
+	if err := s.startServer(ctx); err != nil {
 		tb.Fatalf("start %s: %v", s.kind, err)
 	}
 }
@@ -403,12 +467,15 @@ func (s *Server) stop(ctx context.Context) error {
 	if !s.running {
 		return nil
 	}
-	s.running = false
 	if s.kind == KindPostgreSQL {
-		return s.run(ctx, pgBin("pg_ctl"), "-D", s.dataDir(), "-m", "fast", "-w", "stop")
+		if err := s.stopPostgres(ctx); err != nil {
+			return err
+		}
+		s.running = false
+		return nil
 	}
 	proc, exited := s.mariadbd, s.exited
-	s.mariadbd, s.exited = nil, nil
+	s.running, s.mariadbd, s.exited = false, nil, nil
 	_ = proc.Signal(syscall.SIGTERM)
 	select {
 	case <-exited:
@@ -434,249 +501,6 @@ func (s *Server) run(ctx context.Context, name string, args ...string) error {
 		return fmt.Errorf("%s: %v\n%s", filepath.Base(name), err, tail(string(out), 2000))
 	}
 	return nil
-}
-
-// --- PostgreSQL ---
-
-func (s *Server) initPostgres(ctx context.Context) error {
-	pwfile := filepath.Join(s.dir, "pw")
-	if err := os.WriteFile(pwfile, []byte("unused-superuser-password\n"), 0o600); err != nil {
-		return err
-	}
-	if s.runAs != nil {
-		_ = os.Chown(pwfile, int(s.runAs.Uid), int(s.runAs.Gid))
-	}
-	if err := s.run(ctx, pgBin("initdb"), "-D", s.dataDir(), "-U", "postgres", "--no-sync",
-		"--auth-local=trust", "--auth-host=scram-sha-256", "--pwfile="+pwfile, "-E", "UTF8", "--locale=C"); err != nil {
-		return err
-	}
-	if err := s.startPostgres(ctx); err != nil {
-		return err
-	}
-	s.admin = fmt.Sprintf("host=%s port=%d user=postgres dbname=postgres sslmode=disable", s.dir, s.port)
-	setup := fmt.Sprintf("CREATE ROLE %s LOGIN CREATEDB PASSWORD '%s'; CREATE DATABASE %s OWNER %s", AppUser, s.password, AppUser, AppUser)
-	for _, q := range strings.Split(setup, "; ") {
-		if err := s.exec(ctx, "", q); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (s *Server) startPostgres(ctx context.Context) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.running {
-		return nil
-	}
-	logFile := filepath.Join(s.dir, "postgres.log")
-	opts := fmt.Sprintf("-p %d -k %s -h 127.0.0.1 -c fsync=off -c full_page_writes=off -c synchronous_commit=off -c max_connections=300 -c shared_buffers=32MB", s.port, s.dir)
-	err := s.run(ctx, pgBin("pg_ctl"), "-D", s.dataDir(), "-l", logFile, "-o", opts, "-w", "-t", strconv.Itoa(int(startTimeout/time.Second)), "start")
-	if err != nil {
-		// pg_ctl only says "see the log"; the reason is in the log.
-		log, _ := os.ReadFile(logFile)
-		return fmt.Errorf("%w\npostgres.log:\n%s", err, tail(string(log), 2000))
-	}
-	s.running = true
-	return nil
-}
-
-// pgBin finds a PostgreSQL tool: the newest installed version, else PATH.
-func pgBin(name string) string {
-	versions, _ := filepath.Glob("/usr/lib/postgresql/*/bin/" + name)
-	sort.Slice(versions, func(i, j int) bool { return versionOf(versions[i]) > versionOf(versions[j]) })
-	if len(versions) > 0 {
-		return versions[0]
-	}
-	return name
-}
-
-func versionOf(path string) int {
-	n, _ := strconv.Atoi(filepath.Base(filepath.Dir(filepath.Dir(path))))
-	return n
-}
-
-// --- MariaDB ---
-
-func (s *Server) initMariaDB(ctx context.Context) error {
-	args := []string{"--no-defaults", "--auth-root-authentication-method=normal", "--skip-test-db",
-		"--datadir=" + s.dataDir()}
-	if s.runAs != nil {
-		args = append(args, "--user=mysql")
-	}
-	if err := s.run(ctx, "mariadb-install-db", args...); err != nil {
-		return err
-	}
-	if err := s.startMariaDB(ctx); err != nil {
-		return err
-	}
-	s.admin = (&mysql.Config{User: "root", Net: "unix", Addr: s.socket(), AllowNativePasswords: true}).FormatDSN()
-	for _, q := range []string{
-		fmt.Sprintf("CREATE USER '%s'@'%%' IDENTIFIED BY '%s'", AppUser, s.password),
-		fmt.Sprintf("GRANT ALL PRIVILEGES ON *.* TO '%s'@'%%'", AppUser),
-		"CREATE DATABASE " + AppUser,
-	} {
-		if err := s.exec(ctx, "", q); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (s *Server) socket() string { return filepath.Join(s.dir, "my.sock") }
-
-func (s *Server) startMariaDB(ctx context.Context) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.running {
-		return nil
-	}
-	bin := "/usr/sbin/mariadbd"
-	if _, err := os.Stat(bin); err != nil {
-		bin = "mariadbd"
-	}
-	args := []string{"--no-defaults", "--datadir=" + s.dataDir(), "--socket=" + s.socket(),
-		"--port=" + strconv.Itoa(s.port), "--bind-address=127.0.0.1", "--skip-networking=0", "--pid-file=" + filepath.Join(s.dir, "my.pid"),
-		"--log-error=" + filepath.Join(s.dir, "mariadb.log"), "--innodb-flush-log-at-trx-commit=0",
-		"--innodb-buffer-pool-size=32M", "--max-connections=400", "--skip-name-resolve"}
-	if s.runAs != nil {
-		args = append(args, "--user=mysql")
-	}
-	logFile := filepath.Join(s.dir, "mariadb.log")
-	cmd := exec.Command(bin, args...)
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start mariadbd: %w", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	ctx, cancel := context.WithTimeout(ctx, startTimeout)
-	defer cancel()
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		if conn, err := net.Dial("unix", s.socket()); err == nil {
-			conn.Close()
-			// Wait for it to answer as well as accept.
-			if s.admin == "" || s.exec(ctx, "", "SELECT 1") == nil {
-				break
-			}
-		}
-		select {
-		case err := <-exited:
-			log, _ := os.ReadFile(logFile)
-			return fmt.Errorf("mariadbd exited: %v\nmariadb.log:\n%s", err, tail(string(log), 2000))
-		case <-ctx.Done():
-			_ = cmd.Process.Kill()
-			<-exited
-			log, _ := os.ReadFile(logFile)
-			return fmt.Errorf("mariadbd did not accept connections: %w\nmariadb.log:\n%s", ctx.Err(), tail(string(log), 2000))
-		case <-tick.C:
-		}
-	}
-	s.running, s.mariadbd, s.exited = true, cmd.Process, exited
-	return nil
-}
-
-// --- helpers -----------------------------------------------------------------
-
-// external returns the server named by MIGRUN_TEST_POSTGRES_URL or
-// MIGRUN_TEST_MYSQL_URL, if set.
-func external(ctx context.Context, kind string) (*Server, error) {
-	env := "MIGRUN_TEST_POSTGRES_URL"
-	if kind == KindMariaDB {
-		env = "MIGRUN_TEST_MYSQL_URL"
-	}
-	raw := os.Getenv(env)
-	if raw == "" {
-		return nil, nil
-	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		return nil, fmt.Errorf("%s is not a URL", env)
-	}
-	port, _ := strconv.Atoi(u.Port())
-	// Test binaries of several packages run at once against the same server;
-	// a password derived from the admin URL is the same in all of them, where
-	// a random one would lock out every binary but the last to set it.
-	s := &Server{kind: kind, host: u.Hostname(), port: port, password: derivedPassword(raw)}
-	if kind == KindPostgreSQL {
-		if s.port == 0 {
-			s.port = 5432
-		}
-		s.admin = raw
-	} else {
-		if s.port == 0 {
-			s.port = 3306
-		}
-		pw, _ := u.User.Password()
-		cfg := mysql.NewConfig()
-		cfg.User, cfg.Passwd, cfg.Net, cfg.Addr = u.User.Username(), pw, "tcp", net.JoinHostPort(s.host, strconv.Itoa(s.port))
-		s.admin = cfg.FormatDSN()
-	}
-	// The app user may exist from an earlier run: make sure of its password.
-	var stmts []string
-	if kind == KindPostgreSQL {
-		stmts = []string{
-			fmt.Sprintf("DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '%[1]s') THEN CREATE ROLE %[1]s LOGIN CREATEDB; END IF; END$$", AppUser),
-			fmt.Sprintf("ALTER ROLE %s PASSWORD '%s'", AppUser, s.password),
-		}
-	} else {
-		stmts = []string{
-			fmt.Sprintf("CREATE USER IF NOT EXISTS '%s'@'%%'", AppUser),
-			fmt.Sprintf("ALTER USER '%s'@'%%' IDENTIFIED BY '%s'", AppUser, s.password),
-			fmt.Sprintf("GRANT ALL PRIVILEGES ON *.* TO '%s'@'%%'", AppUser),
-		}
-	}
-	for _, q := range stmts {
-		if err := s.exec(ctx, "", q); err != nil {
-			return nil, fmt.Errorf("%s: prepare the app user: %w", env, err)
-		}
-	}
-	return s, nil
-}
-
-func credential(name string) (*syscall.Credential, error) {
-	u, err := user.Lookup(name)
-	if err != nil {
-		return nil, fmt.Errorf("look up user %s: %w", name, err)
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// Passwords are letters and digits only, so they need no quoting in SQL or
-// escaping in URLs.
-const passwordAlphabet = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
-
-func randomPassword() string { return "pw" + randomString(20) }
-
-func randomString(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return alphabet(b)
-}
-
-func derivedPassword(adminURL string) string {
-	sum := sha256.Sum256([]byte("migrun testdb app user\x00" + adminURL))
-	return "pw" + alphabet(sum[:20])
-}
-
-func alphabet(b []byte) string {
-	out := make([]byte, len(b))
-	for i, c := range b {
-		out[i] = passwordAlphabet[int(c)%len(passwordAlphabet)]
-	}
-	return string(out)
 }
 
 func tail(s string, n int) string {
