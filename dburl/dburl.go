@@ -1,15 +1,18 @@
 // Package dburl parses database URLs the way Rails reads DATABASE_URL.
 //
 // Errors and String never contain the password: url.Parse puts the whole URL,
-// password included, into its errors, so this package never returns them as is.
+// password included, into its errors, so this package parses by hand and
+// builds every message itself.
 package dburl
 
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
+	"net/netip"
 	"net/url"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -29,6 +32,9 @@ const (
 var ErrInvalid = errors.New("invalid database URL")
 
 // URL is a parsed Rails database URL.
+//
+// As in Rails, the query parameters username, password, host, port and
+// database override the URL's own parts; the fields hold the result.
 type URL struct {
 	Adapter  Adapter
 	User     string
@@ -39,6 +45,11 @@ type URL struct {
 	// Params are the query parameters, Rails' own (pool, encoding, ...) included;
 	// each driver picks the ones that mean something to it.
 	Params map[string]string
+
+	// otherSecrets are secrets the fields no longer show: as written in
+	// the URL (percent-escapes and all, how they appear if something
+	// prints the URL), and a password the query overrode.
+	otherSecrets []string
 }
 
 // IsMySQL reports whether the URL names a MySQL or MariaDB server.
@@ -72,14 +83,19 @@ func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)
 }
 
-// Parse reads raw as Rails reads DATABASE_URL.
+// Parse reads raw as Rails reads DATABASE_URL. Surrounding white space (a
+// trailing newline from a secret file) is ignored.
 func Parse(raw string) (*URL, error) {
 	raw = strings.TrimSpace(raw)
 	if raw == "" {
 		return nil, invalid("empty")
 	}
+	if strings.ContainsFunc(raw, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return nil, invalid("contains a control character (a line break?)")
+	}
 	scheme, rest, ok := strings.Cut(raw, ":")
-	if !ok || scheme == "" {
+	if !ok || !isScheme(scheme) {
+		// Whatever precedes the colon may be a user and password: do not echo it.
 		return nil, invalid("no scheme (want e.g. postgres://user:password@host/database)")
 	}
 	adapter, ok := schemes[strings.ToLower(scheme)]
@@ -89,6 +105,27 @@ func Parse(raw string) (*URL, error) {
 	if adapter == SQLite3 {
 		return parseSQLite(rest)
 	}
+	return parseServer(adapter, scheme, rest)
+}
+
+// isScheme reports whether s is a URL scheme as RFC 3986 spells them.
+func isScheme(s string) bool {
+	if s == "" || !isLetter(s[0]) {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		c := s[i]
+		if !isLetter(c) && !('0' <= c && c <= '9') && c != '+' && c != '-' && c != '.' {
+			return false
+		}
+	}
+	return true
+}
+
+func isLetter(c byte) bool { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' }
+
+// parseServer reads what follows "postgres:" and the like: //userinfo@host:port/database?query.
+func parseServer(adapter Adapter, scheme, rest string) (*URL, error) {
 	if !strings.HasPrefix(rest, "//") {
 		return nil, invalid("%s URL must start with %s://", scheme, scheme)
 	}
@@ -107,20 +144,25 @@ func Parse(raw string) (*URL, error) {
 		user, pass, hasPass := strings.Cut(userinfo, ":")
 		var err error
 		if u.User, err = url.PathUnescape(user); err != nil {
-			return nil, invalid("bad percent-escape in the user name")
+			return nil, invalid("bad percent-escape in the user name (write a literal %% as %%25)")
 		}
 		if hasPass {
 			if u.Password, err = url.PathUnescape(pass); err != nil {
-				return nil, invalid("bad percent-escape in the password")
+				return nil, invalid("bad percent-escape in the password (write a literal %% as %%25)")
 			}
+			u.otherSecrets = append(u.otherSecrets, pass, u.Password)
 		}
 	}
 	if err := u.parseHostPort(hostport); err != nil {
+		if !strings.Contains(authority, "@") && strings.Contains(tail, "@") {
+			// postgres://user:pa/ss@host/db: the host:port we just read
+			// was the start of a user and password.
+			return nil, invalid("the user or password contains an unescaped '/', '?' or '#': percent-encode it (%%2F, %%3F, %%23)")
+		}
 		return nil, err
 	}
+	tail, _, _ = strings.Cut(tail, "#")
 	path, query, _ := strings.Cut(tail, "?")
-	query, _, _ = strings.Cut(query, "#")
-	path, _, _ = strings.Cut(path, "#")
 	db, err := url.PathUnescape(strings.TrimPrefix(path, "/"))
 	if err != nil {
 		return nil, invalid("bad percent-escape in the database name")
@@ -129,8 +171,8 @@ func Parse(raw string) (*URL, error) {
 	if err := u.parseQuery(query); err != nil {
 		return nil, err
 	}
-	if u.Database == "" {
-		u.Database = u.Params["database"]
+	if err := u.applyParams(); err != nil {
+		return nil, err
 	}
 	if u.Database == "" {
 		return nil, invalid("no database name")
@@ -159,131 +201,195 @@ func (u *URL) parseHostPort(hostport string) error {
 			}
 			portStr = rest[1:]
 		}
-	} else if i := strings.LastIndex(hostport, ":"); i >= 0 {
-		host, portStr = hostport[:i], hostport[i+1:]
+		h, err := url.PathUnescape(host) // a zone is written fe80::1%25eth0
+		if err != nil {
+			return invalid("bad percent-escape in the host")
+		}
+		if _, err := netip.ParseAddr(h); err != nil || !strings.Contains(h, ":") {
+			return invalid("the host in brackets is not an IPv6 address")
+		}
+		u.Host = h
+	} else {
+		if i := strings.LastIndex(hostport, ":"); i >= 0 {
+			host, portStr = hostport[:i], hostport[i+1:]
+		}
+		h, err := url.PathUnescape(host)
+		if err != nil {
+			return invalid("bad percent-escape in the host")
+		}
+		if strings.Contains(h, ":") {
+			return invalid("bad host (an IPv6 address goes in brackets: [::1])")
+		}
+		if strings.ContainsAny(h, " \t") {
+			return invalid("the host contains white space")
+		}
+		u.Host = h
 	}
-	h, err := url.PathUnescape(host)
-	if err != nil {
-		return invalid("bad percent-escape in the host")
-	}
-	if strings.ContainsAny(h, " \t\n") {
-		return invalid("the host contains white space")
-	}
-	u.Host = h
 	if portStr != "" {
-		p, err := strconv.Atoi(portStr)
-		if err != nil || p < 1 || p > 65535 {
-			return invalid("bad port (want a number from 1 to 65535)")
+		p, err := parsePort(portStr)
+		if err != nil {
+			return err
 		}
 		u.Port = p
 	}
 	return nil
 }
 
-func (u *URL) parseQuery(query string) error {
-	if query == "" {
-		return nil
+func parsePort(s string) (int, error) {
+	p, err := strconv.Atoi(s)
+	if err != nil || strings.TrimLeft(s, "0123456789") != "" || p < 1 || p > 65535 {
+		return 0, invalid("bad port (want a number from 1 to 65535)")
 	}
-	for _, pair := range strings.Split(query, "&") {
+	return p, nil
+}
+
+// parseQuery decodes the query as Rails does: percent-escapes only, so a
+// '+' stays a '+'; the last of repeated parameters wins.
+func (u *URL) parseQuery(query string) error {
+	for pair := range strings.SplitSeq(query, "&") {
 		if pair == "" {
 			continue
 		}
 		k, v, _ := strings.Cut(pair, "=")
-		key, err := url.QueryUnescape(k)
+		key, err := url.PathUnescape(k)
 		if err != nil {
 			return invalid("bad percent-escape in a query parameter name")
 		}
-		val, err := url.QueryUnescape(v)
+		val, err := url.PathUnescape(v)
 		if err != nil {
 			return invalid("bad percent-escape in query parameter %q", truncate(key, 32))
 		}
 		u.Params[key] = val
+		if secretParams[key] {
+			u.otherSecrets = append(u.otherSecrets, v)
+		}
+	}
+	return nil
+}
+
+// applyParams lets the query override the URL's parts, as Rails' URL
+// resolver does; an empty parameter overrides nothing.
+func (u *URL) applyParams() error {
+	p := u.Params
+	if v := p["username"]; v != "" {
+		u.User = v
+	}
+	if v := p["password"]; v != "" {
+		u.Password = v
+	}
+	if v := p["host"]; v != "" {
+		u.Host = v
+	}
+	if v := p["port"]; v != "" {
+		port, err := parsePort(v)
+		if err != nil {
+			return err
+		}
+		u.Port = port
+	}
+	if v := p["database"]; v != "" {
+		u.Database = v
 	}
 	return nil
 }
 
 // parseSQLite reads what follows "sqlite3:": a relative path, or //[host]/abs/path.
 func parseSQLite(rest string) (*URL, error) {
+	rest, _, _ = strings.Cut(rest, "#")
 	path, query, _ := strings.Cut(rest, "?")
 	if strings.HasPrefix(path, "//") {
 		// sqlite3:///abs/path: an empty host, the path absolute.
-		hostAndPath := path[2:]
-		slash := strings.Index(hostAndPath, "/")
+		slash := strings.Index(path[2:], "/")
 		if slash < 0 {
-			return nil, invalid("sqlite3 URL has no file path")
+			return nil, invalid("sqlite3 URL has no file path (want sqlite3:relative/path or sqlite3:///absolute/path)")
 		}
-		path = hostAndPath[slash:]
+		path = path[2+slash:]
 	}
 	p, err := url.PathUnescape(path)
 	if err != nil {
 		return nil, invalid("bad percent-escape in the sqlite3 path")
 	}
 	if p == "" {
-		return nil, invalid("sqlite3 URL has no file path")
-	}
-	if p == ":memory:" || strings.HasPrefix(p, "file::memory:") {
-		return nil, invalid("sqlite3 :memory: has no file to lock")
+		return nil, invalid("sqlite3 URL has no file path (want sqlite3:relative/path or sqlite3:///absolute/path)")
 	}
 	u := &URL{Adapter: SQLite3, Database: p, Params: map[string]string{}}
 	if err := u.parseQuery(query); err != nil {
 		return nil, err
 	}
+	if p == ":memory:" || strings.HasPrefix(p, "file::memory:") || u.Params["mode"] == "memory" {
+		return nil, invalid("sqlite3 :memory: has no file to lock")
+	}
 	return u, nil
 }
 
-// Redacted is the URL with its secrets masked, safe to print.
+// Redacted is the URL with its secrets masked, safe to print. Parsing it
+// gives the same URL, but for the secrets.
 func (u *URL) Redacted() string {
 	var b strings.Builder
 	b.WriteString(string(u.Adapter))
 	if u.Adapter == SQLite3 {
 		b.WriteString(":")
-		b.WriteString(u.Database)
+		if strings.HasPrefix(u.Database, "/") {
+			b.WriteString("//")
+		}
+		segments := strings.Split(u.Database, "/")
+		for i, seg := range segments {
+			segments[i] = escape(seg)
+		}
+		b.WriteString(strings.Join(segments, "/"))
 	} else {
+		// A part the query overrides is shown only there.
+		shown := func(key, v string) bool { return v != "" && u.Params[key] != v }
 		b.WriteString("://")
-		if u.User != "" || u.Password != "" {
-			b.WriteString(url.PathEscape(u.User))
-			if u.Password != "" {
+		user := shown("username", u.User)
+		pass := shown("password", u.Password)
+		if user || pass {
+			if user {
+				b.WriteString(escape(u.User))
+			}
+			if pass {
 				b.WriteString(":xxxxx")
 			}
 			b.WriteString("@")
 		}
-		host := u.Host
-		if strings.Contains(host, ":") {
-			host = "[" + host + "]"
-		} else {
-			host = url.PathEscape(host)
+		if shown("host", u.Host) {
+			if strings.Contains(u.Host, ":") {
+				b.WriteString("[" + strings.ReplaceAll(escape(u.Host), "%3A", ":") + "]")
+			} else {
+				b.WriteString(escape(u.Host))
+			}
 		}
-		b.WriteString(host)
-		if u.Port != 0 {
+		if u.Port != 0 && shown("port", strconv.Itoa(u.Port)) {
 			b.WriteString(":" + strconv.Itoa(u.Port))
 		}
-		b.WriteString("/" + url.PathEscape(u.Database))
+		b.WriteString("/")
+		if shown("database", u.Database) {
+			b.WriteString(escape(u.Database))
+		}
 	}
-	if len(u.Params) > 0 {
-		keys := make([]string, 0, len(u.Params))
-		for k := range u.Params {
-			keys = append(keys, k)
+	sep := "?"
+	for _, k := range slices.Sorted(maps.Keys(u.Params)) {
+		v := u.Params[k]
+		if secretParams[k] && v != "" {
+			v = "xxxxx"
 		}
-		sort.Strings(keys)
-		for i, k := range keys {
-			sep := "&"
-			if i == 0 {
-				sep = "?"
-			}
-			v := u.Params[k]
-			if secretParams[k] {
-				v = "xxxxx"
-			}
-			b.WriteString(sep + url.QueryEscape(k) + "=" + url.QueryEscape(v))
-		}
+		b.WriteString(sep + escape(k) + "=" + escape(v))
+		sep = "&"
 	}
 	return b.String()
+}
+
+// escape percent-encodes everything that could end a URL part. Unlike
+// url.QueryEscape it writes a space as %20: Rails reads '+' as itself.
+func escape(s string) string {
+	return strings.ReplaceAll(url.QueryEscape(s), "+", "%20")
 }
 
 // String is Redacted, so that printing a URL with %v never leaks.
 func (u *URL) String() string { return u.Redacted() }
 
-// Secrets are the URL's secret values, for scrubbing text migrun writes.
+// Secrets are the URL's secret values, decoded and as written in the URL,
+// for scrubbing text migrun writes.
 func (u *URL) Secrets() []string {
 	var s []string
 	if u.Password != "" {
@@ -294,7 +400,13 @@ func (u *URL) Secrets() []string {
 			s = append(s, v)
 		}
 	}
-	return s
+	for _, v := range u.otherSecrets {
+		if v != "" {
+			s = append(s, v)
+		}
+	}
+	slices.Sort(s)
+	return slices.Compact(s)
 }
 
 // Address is host:port for TCP, with the default port filled in.
