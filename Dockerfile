@@ -11,15 +11,16 @@ RUN go mod download
 COPY . .
 ARG VERSION=dev
 # The Makefile's own recipe (CGO_ENABLED=0, -trimpath, version stamped):
-# the image and `make build` cannot drift apart.
+# the image and `make build` cannot drift apart (deploy/image_test.go).
 RUN make build VERSION=${VERSION} BIN=/out/migrun
 
-# Distroless static: CA certificates for Slack's HTTPS, no shell, non-root.
+# Distroless static: CA certificates for Slack's HTTPS, no shell, uid 65532.
 FROM gcr.io/distroless/static-debian12:nonroot
+ARG VERSION=dev
 LABEL org.opencontainers.image.title="migrun" \
       org.opencontainers.image.description="Safe, ordered Rails database migrations for Kubernetes deploys" \
       org.opencontainers.image.source="https://github.com/migrun/migrun" \
-      org.opencontainers.image.licenses="MIT"
+      org.opencontainers.image.version="${VERSION}"
 COPY --from=build /out/migrun /migrun
 USER nonroot:nonroot
 ENTRYPOINT ["/migrun"]

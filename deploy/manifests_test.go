@@ -1,104 +1,176 @@
-// Package deploy holds the deployment examples; its tests parse every
-// manifest strictly as Kubernetes API objects and check them against
-// migrun's own configuration, so the examples cannot rot. It is a module
-// of its own, so the Kubernetes API packages stay out of migrun's.
 package deploy
 
 import (
+	"bufio"
 	"bytes"
-	"go/ast"
-	"go/parser"
-	"go/token"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
-	"reflect"
-	"regexp"
-	"strconv"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 )
 
-// object is one parsed manifest document.
+// object is one document of a manifest file, decoded into its API type.
 type object struct {
-	file string
+	file string // slash-separated, relative to deploy/
 	kind string
+	name string
 	obj  any
 }
 
-// newObject maps kinds to their typed API objects.
-var newObject = map[string]func() any{
+func (o object) String() string { return fmt.Sprintf("%s: %s %s", o.file, o.kind, o.name) }
+
+// apiTypes are the kinds the examples may use; anything else fails.
+var apiTypes = map[string]func() any{
 	"apps/v1/Deployment": func() any { return &appsv1.Deployment{} },
 	"batch/v1/Job":       func() any { return &batchv1.Job{} },
 	"v1/Secret":          func() any { return &corev1.Secret{} },
 	"v1/ConfigMap":       func() any { return &corev1.ConfigMap{} },
+	"v1/ServiceAccount":  func() any { return &corev1.ServiceAccount{} },
 }
 
-// manifests parses every Kubernetes manifest under this directory; helm
-// templates are parsed through their rendered copy.
+// notManifests are the YAML files under deploy/ that are not Kubernetes
+// objects: Helm's template (rendered/ holds its output), chart and values,
+// all checked in helm_test.go.
+func notManifests(p string) bool {
+	return strings.HasPrefix(p, "helm/templates/") || p == "helm/Chart.yaml" || p == "helm/values.yaml"
+}
+
+var (
+	manifestsOnce sync.Once
+	manifestObjs  []object
+	manifestErrs  []error
+)
+
+// manifests decodes every manifest under deploy/ once. Parse errors are
+// reported by TestManifestsAreStrictAPIObjects; the other tests check what
+// did parse.
 func manifests(t *testing.T) []object {
 	t.Helper()
+	manifestsOnce.Do(func() { manifestObjs, manifestErrs = loadManifests(".") })
+	if len(manifestObjs) == 0 {
+		t.Fatalf("no manifests parsed: %v", errors.Join(manifestErrs...))
+	}
+	return manifestObjs
+}
+
+func loadManifests(root string) ([]object, []error) {
 	var objs []object
-	err := filepath.WalkDir(".", func(path string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() || filepath.Ext(path) != ".yaml" {
+	var errs []error
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
 			return err
 		}
-		if strings.HasPrefix(path, filepath.Join("helm", "templates")) || strings.HasPrefix(path, "helm/Chart") || path == filepath.Join("helm", "values.yaml") {
+		rel := filepath.ToSlash(p)
+		if ext := path.Ext(rel); (ext != ".yaml" && ext != ".yml") || notManifests(rel) {
 			return nil
 		}
-		data, err := os.ReadFile(path)
+		data, err := os.ReadFile(p)
 		if err != nil {
 			return err
 		}
-		for i, doc := range bytes.Split(data, []byte("\n---\n")) {
-			if len(bytes.TrimSpace(stripComments(doc))) == 0 {
-				continue
-			}
-			var meta struct {
-				APIVersion string `json:"apiVersion"`
-				Kind       string `json:"kind"`
-			}
-			if err := yaml.Unmarshal(doc, &meta); err != nil {
-				t.Errorf("%s #%d: %v", path, i, err)
-				continue
-			}
-			key := meta.APIVersion + "/" + meta.Kind
-			mk, ok := newObject[key]
-			if !ok {
-				t.Errorf("%s #%d: unexpected kind %s", path, i, key)
-				continue
-			}
-			obj := mk()
-			if err := yaml.UnmarshalStrict(doc, obj); err != nil {
-				t.Errorf("%s #%d: not a valid %s: %v", path, i, key, err)
-				continue
-			}
-			objs = append(objs, object{file: path, kind: meta.Kind, obj: obj})
-		}
+		o, e := decodeManifests(rel, data)
+		objs, errs = append(objs, o...), append(errs, e...)
 		return nil
 	})
 	if err != nil {
-		t.Fatal(err)
+		errs = append(errs, err)
 	}
-	if len(objs) < 4 {
-		t.Fatalf("found only %d manifests", len(objs))
-	}
-	return objs
+	return objs, errs
 }
 
-func stripComments(doc []byte) []byte {
-	var out [][]byte
-	for _, line := range bytes.Split(doc, []byte("\n")) {
-		if !bytes.HasPrefix(bytes.TrimSpace(line), []byte("#")) {
-			out = append(out, line)
+// decodeManifests decodes each YAML document of data strictly into its
+// typed API object: an unknown or misspelt field, a duplicate key or a
+// value of the wrong type is an error, as is an unknown kind.
+func decodeManifests(file string, data []byte) ([]object, []error) {
+	var objs []object
+	var errs []error
+	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+	for i := 0; ; i++ {
+		doc, err := r.Read()
+		if err == io.EOF {
+			break
 		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: document %d: %w", file, i, err))
+			break
+		}
+		var generic any
+		if err := yaml.Unmarshal(doc, &generic); err != nil {
+			errs = append(errs, fmt.Errorf("%s: document %d: %w", file, i, err))
+			continue
+		}
+		if generic == nil { // only comments
+			continue
+		}
+		var meta struct {
+			APIVersion string `json:"apiVersion"`
+			Kind       string `json:"kind"`
+		}
+		if err := yaml.Unmarshal(doc, &meta); err != nil {
+			errs = append(errs, fmt.Errorf("%s: document %d: %w", file, i, err))
+			continue
+		}
+		key := meta.APIVersion + "/" + meta.Kind
+		newObj, ok := apiTypes[key]
+		if !ok {
+			errs = append(errs, fmt.Errorf("%s: document %d: kind %q is not one the tests know (add it to apiTypes)", file, i, key))
+			continue
+		}
+		obj := newObj()
+		if err := unmarshalStrict(doc, obj); err != nil {
+			errs = append(errs, fmt.Errorf("%s: document %d: not a valid %s: %w", file, i, key, err))
+			continue
+		}
+		objs = append(objs, object{file: file, kind: meta.Kind, name: objectName(obj), obj: obj})
 	}
-	return bytes.Join(out, []byte("\n"))
+	return objs, errs
+}
+
+// unmarshalStrict decodes YAML as the API server's strict field validation
+// does: duplicate keys, unknown fields and fields whose case differs from
+// the API's (encoding/json, and so yaml.UnmarshalStrict, would accept
+// "stringdata" for "stringData") are errors.
+func unmarshalStrict(doc []byte, obj any) error {
+	data, err := yaml.YAMLToJSONStrict(doc)
+	if err != nil {
+		return err
+	}
+	strictErrs, err := kjson.UnmarshalStrict(data, obj)
+	if err != nil {
+		return err
+	}
+	return errors.Join(strictErrs...)
+}
+
+func objectName(obj any) string {
+	switch v := obj.(type) {
+	case *appsv1.Deployment:
+		return v.Name
+	case *batchv1.Job:
+		return v.Name
+	case *corev1.Secret:
+		return v.Name
+	case *corev1.ConfigMap:
+		return v.Name
+	case *corev1.ServiceAccount:
+		return v.Name
+	}
+	return ""
 }
 
 func podSpec(o object) *corev1.PodSpec {
@@ -111,284 +183,458 @@ func podSpec(o object) *corev1.PodSpec {
 	return nil
 }
 
-// migrunContainers are the containers that run migrun.
-func migrunContainers(spec *corev1.PodSpec) []corev1.Container {
-	var out []corev1.Container
-	for _, c := range append(append([]corev1.Container{}, spec.InitContainers...), spec.Containers...) {
-		if len(c.Command) > 0 && filepath.Base(c.Command[0]) == "migrun" {
-			out = append(out, c)
-		}
-	}
-	return out
+// migrunUse is one container that runs migrun.
+type migrunUse struct {
+	object
+	pod       *corev1.PodSpec
+	container corev1.Container
+	init      bool
+	argv      []string // after the migrun executable
 }
 
-// migrunNames reads ../cmd/migrun: the variables (env tags and fallbacks),
-// the flags (bindFlags) and the subcommands (Main's cases).
-type migrunNames struct{ vars, flags, commands map[string]bool }
+func (u migrunUse) String() string {
+	return fmt.Sprintf("%s container %q", u.object, u.container.Name)
+}
 
-func readMigrunNames(t *testing.T) migrunNames {
-	t.Helper()
-	n := migrunNames{vars: map[string]bool{}, flags: map[string]bool{}, commands: map[string]bool{}}
-	fset := token.NewFileSet()
-	pkgs, err := parser.ParseDir(fset, "../cmd/migrun", func(fi os.FileInfo) bool { return !strings.HasSuffix(fi.Name(), "_test.go") }, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tag := regexp.MustCompile(`env:"([A-Z0-9_]+)`)
-	for _, pkg := range pkgs {
-		for _, file := range pkg.Files {
-			ast.Inspect(file, func(node ast.Node) bool {
-				switch x := node.(type) {
-				case *ast.Field:
-					if x.Tag != nil {
-						if m := tag.FindStringSubmatch(x.Tag.Value); m != nil {
-							n.vars[m[1]] = true
-						}
-					}
-				case *ast.ValueSpec:
-					if len(x.Names) == 1 && x.Names[0].Name == "fallbacks" {
-						ast.Inspect(x, func(node ast.Node) bool {
-							if lit, ok := node.(*ast.BasicLit); ok && lit.Kind == token.STRING {
-								n.vars[unquote(lit.Value)] = true
-							}
-							return true
-						})
-					}
-				case *ast.FuncDecl:
-					switch x.Name.Name {
-					case "bindFlags":
-						ast.Inspect(x, func(node ast.Node) bool {
-							call, ok := node.(*ast.CallExpr)
-							if !ok || len(call.Args) < 2 {
-								return true
-							}
-							if lit, ok := call.Args[1].(*ast.BasicLit); ok && lit.Kind == token.STRING {
-								n.flags[unquote(lit.Value)] = true
-							}
-							return true
-						})
-					case "Main":
-						ast.Inspect(x, func(node ast.Node) bool {
-							if cc, ok := node.(*ast.CaseClause); ok {
-								for _, e := range cc.List {
-									if lit, ok := e.(*ast.BasicLit); ok && lit.Kind == token.STRING {
-										n.commands[unquote(lit.Value)] = true
-									}
-								}
-							}
-							return true
-						})
-					}
+// migrunImage is migrun's own image, whose entrypoint is /migrun.
+const migrunImage = "ghcr.io/migrun/migrun"
+
+// migrunUses lists the containers that run migrun, directly as their
+// command or as the migrun image's entrypoint. A container that mentions
+// migrun any other way (through a shell) is returned as a problem: migrun
+// must be the process the kubelet signals and whose exit status it reads.
+func migrunUses(objs []object) (uses []migrunUse, problems []string) {
+	for _, o := range objs {
+		spec := podSpec(o)
+		if spec == nil {
+			continue
+		}
+		for i, c := range slices.Concat(spec.InitContainers, spec.Containers) {
+			u := migrunUse{object: o, pod: spec, container: c, init: i < len(spec.InitContainers)}
+			line := slices.Concat(c.Command, c.Args)
+			switch {
+			case len(c.Command) > 0 && path.Base(c.Command[0]) == "migrun":
+				u.argv = line[1:]
+			case len(c.Command) == 0 && strings.HasPrefix(c.Image, migrunImage+":"):
+				u.argv = c.Args
+			default:
+				if slices.ContainsFunc(line, func(a string) bool { return strings.Contains(a, "migrun") }) {
+					problems = append(problems, fmt.Sprintf("%s: runs migrun indirectly (%q): make migrun the command, so it gets the signals and its exit status is the container's", u, line))
 				}
-				return true
-			})
+				continue
+			}
+			uses = append(uses, u)
 		}
 	}
-	if len(n.vars) < 10 || len(n.flags) < 10 || !n.commands["run"] {
-		t.Fatalf("could not read migrun's configuration: %+v", n)
-	}
-	return n
+	return uses, problems
 }
 
-func unquote(s string) string {
-	u, err := strconv.Unquote(s)
-	if err != nil {
-		return s
+func envVar(c corev1.Container, name string) (corev1.EnvVar, bool) {
+	for _, e := range c.Env {
+		if e.Name == name {
+			return e, true
+		}
 	}
-	return u
+	return corev1.EnvVar{}, false
 }
 
-// TestManifestsUseRealSettings: every migrun variable, flag and subcommand
-// the examples use exists.
-func TestManifestsUseRealSettings(t *testing.T) {
-	names := readMigrunNames(t)
-	used := 0
+// effective is the value migrun would use for variable name: its flag,
+// else the variable, else a fallback name, else its envDefault. fromSecret
+// says the value comes from elsewhere (valueFrom) and is unknown here.
+func effective(cfg migrunConfig, u migrunUse, inv invocation, name string) (value string, fromSecret bool) {
+	for flag, def := range cfg.flags {
+		if def.env == name {
+			if v, ok := inv.flags[flag]; ok {
+				return v, false
+			}
+		}
+	}
+	for _, n := range append([]string{name}, cfg.order[name]...) {
+		if e, ok := envVar(u.container, n); ok {
+			return e.Value, e.ValueFrom != nil
+		}
+	}
+	return cfg.vars[name].def, false
+}
+
+// TestManifestsAreStrictAPIObjects: every manifest is a valid typed API
+// object, and each example file holds what it is meant to (so a file the
+// walk misses or a document split wrongly cannot go unnoticed).
+func TestManifestsAreStrictAPIObjects(t *testing.T) {
+	objs := manifests(t)
+	for _, err := range manifestErrs {
+		t.Error(err)
+	}
+	kinds := map[string][]string{}
+	for _, o := range objs {
+		kinds[o.file] = append(kinds[o.file], o.kind)
+	}
+	want := map[string][]string{
+		"argocd/migrate-job.yaml":             {"Job"},
+		"helm/rendered/migrate-job.yaml":      {"Job"},
+		"init-container/deployment.yaml":      {"Deployment"},
+		"init-container/deployment-wait.yaml": {"Job", "Deployment"},
+	}
+	for file, k := range want {
+		if !slices.Equal(kinds[file], k) {
+			t.Errorf("%s holds %v, want %v", file, kinds[file], k)
+		}
+	}
+}
+
+// TestDecodeIsStrict: the decoder refuses what the API server would, so
+// the other tests are not checking a lenient reading.
+func TestDecodeIsStrict(t *testing.T) {
+	tests := []struct{ name, doc, wantErr string }{
+		{"unknown field", "apiVersion: batch/v1\nkind: Job\nspec:\n  backofLimit: 1\n", "unknown field"},
+		{"wrong type", "apiVersion: batch/v1\nkind: Job\nspec:\n  backoffLimit: one\n", "cannot unmarshal"},
+		{"duplicate key", "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: a\n  name: b\n", "already set"},
+		{"field name in the wrong case", "apiVersion: v1\nkind: Secret\nstringdata: {}\n", "unknown field"},
+		{"unknown kind", "apiVersion: batch/v1\nkind: CronJobb\n", "not one the tests know"},
+		{"bad second document", "apiVersion: v1\nkind: Secret\n---\napiVersion: v1\nkind: Secret\nstringdata: {}\n", "unknown field"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, errs := decodeManifests("x.yaml", []byte(tt.doc))
+			if err := errors.Join(errs...); err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("error %v, want one containing %q", err, tt.wantErr)
+			}
+		})
+	}
+	objs, errs := decodeManifests("x.yaml", []byte("# only a comment\n---\napiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: a\n---\n"))
+	if len(errs) > 0 || len(objs) != 1 || objs[0].name != "a" {
+		t.Errorf("got %v %v, want one ServiceAccount", objs, errs)
+	}
+}
+
+// TestMigrunNamesExist: every subcommand, flag and variable of migrun the
+// examples use is one cmd/migrun defines.
+func TestMigrunNamesExist(t *testing.T) {
+	cfg := readMigrunConfig(t)
+	uses, problems := migrunUses(manifests(t))
+	for _, p := range problems {
+		t.Error(p)
+	}
+	if len(uses) < 5 {
+		t.Errorf("found %d containers running migrun, want at least 5", len(uses))
+	}
+	for _, u := range uses {
+		inv, err := parseInvocation(cfg, u.argv)
+		if err != nil {
+			t.Errorf("%s: %v", u, err)
+			continue
+		}
+		if inv.sub != "run" && len(inv.command) > 0 {
+			t.Errorf("%s: migrun %s takes no command, got %q", u, inv.sub, inv.command)
+		}
+		databases, _ := effective(cfg, u, inv, "MIGRUN_DATABASES")
+		for _, e := range u.container.Env {
+			if err := checkVariable(cfg, e.Name, databases); err != nil {
+				t.Errorf("%s: %v", u, err)
+			}
+		}
+	}
+}
+
+// checkVariable says whether migrun reads name, for the names that look
+// like migrun's: MIGRUN_*, SLACK_*, DATABASE_URL and <NAME>_DATABASE_URL
+// (only for a database MIGRUN_DATABASES lists), RAILS_ENV, RACK_ENV,
+// POD_NAME. Other variables are the command's business.
+func checkVariable(cfg migrunConfig, name, databases string) error {
+	_, isVar := cfg.vars[name]
+	_, isAlias := cfg.aliases[name]
+	switch {
+	case isVar || isAlias:
+		return nil
+	case strings.HasPrefix(name, "MIGRUN_"), strings.HasPrefix(name, "SLACK_"), name == "RAILS_ENV", name == "RACK_ENV":
+		return fmt.Errorf("migrun reads no variable %s (cmd/migrun has no env:%q tag or fallback)", name, name)
+	case strings.HasSuffix(name, "_DATABASE_URL"):
+		db := strings.ToLower(strings.TrimSuffix(name, "_DATABASE_URL"))
+		for _, entry := range strings.Split(databases, ",") {
+			if n, _, _ := strings.Cut(strings.TrimSpace(entry), ":"); n == db {
+				return nil
+			}
+		}
+		return fmt.Errorf("%s is read only for a database named %q in MIGRUN_DATABASES (which is %q)", name, db, databases)
+	case name == "POD_NAME":
+		if !cfg.literals[name] {
+			return fmt.Errorf("migrun does not read %s", name)
+		}
+	}
+	return nil
+}
+
+// TestNoSecretInManifests: credentials come from Secrets, never literals.
+func TestNoSecretInManifests(t *testing.T) {
+	secret := func(name string) bool {
+		return strings.HasSuffix(name, "DATABASE_URL") || strings.Contains(name, "WEBHOOK") ||
+			strings.Contains(name, "WEB_HOOK") || strings.HasSuffix(name, "_TOKEN") || strings.HasSuffix(name, "PASSWORD")
+	}
 	for _, o := range manifests(t) {
 		spec := podSpec(o)
 		if spec == nil {
 			continue
 		}
-		for _, c := range migrunContainers(spec) {
-			used++
-			line := append(append([]string{}, c.Command[1:]...), c.Args...)
-			if len(line) == 0 || !names.commands[line[0]] {
-				t.Errorf("%s %s: unknown migrun subcommand in %q", o.file, c.Name, line)
-			}
-			for _, arg := range line[1:] {
-				if arg == "--" {
-					break
-				}
-				if strings.HasPrefix(arg, "-") {
-					flag, _, _ := strings.Cut(strings.TrimLeft(arg, "-"), "=")
-					if !names.flags[flag] {
-						t.Errorf("%s %s: unknown flag %q", o.file, c.Name, arg)
-					}
-				}
-			}
+		for _, c := range slices.Concat(spec.InitContainers, spec.Containers) {
 			for _, e := range c.Env {
-				migrunVar := strings.HasPrefix(e.Name, "MIGRUN_") || strings.HasPrefix(e.Name, "SLACK_") || e.Name == "DATABASE_URL" || e.Name == "RAILS_ENV"
-				if migrunVar && !names.vars[e.Name] {
-					t.Errorf("%s %s: migrun reads no variable %s", o.file, c.Name, e.Name)
+				if secret(e.Name) && (e.Value != "" || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil) {
+					t.Errorf("%s container %q: %s must come from a Secret (valueFrom.secretKeyRef)", o, c.Name, e.Name)
 				}
 			}
 		}
 	}
-	if used < 4 {
-		t.Errorf("only %d migrun containers found", used)
-	}
 }
 
-func env(c corev1.Container, name string) string {
-	for _, e := range c.Env {
-		if e.Name == name {
-			return e.Value
-		}
-	}
-	return ""
-}
-
-// TestMigrationJobs: the hook Jobs are set up so a failure stops the deploy.
+// TestMigrationJobs: the Jobs that migrate fail the deploy on failure, keep
+// their logs, and time out in migrun rather than in the kubelet.
 func TestMigrationJobs(t *testing.T) {
+	cfg := readMigrunConfig(t)
+	objs := manifests(t)
 	jobs := 0
-	for _, o := range manifests(t) {
-		job, ok := o.obj.(*batchv1.Job)
+	uses, _ := migrunUses(objs)
+	for _, u := range uses {
+		job, ok := u.obj.(*batchv1.Job)
 		if !ok {
 			continue
 		}
+		inv, err := parseInvocation(cfg, u.argv)
+		if err != nil || inv.sub != "run" {
+			continue // reported by TestMigrunNamesExist, or not a migration
+		}
 		jobs++
 		ann := job.Annotations
-		switch {
-		case strings.HasPrefix(o.file, "argocd"):
+		dir, _, _ := strings.Cut(u.file, "/")
+		hook := false
+		switch dir {
+		case "argocd":
+			hook = true
 			if ann["argocd.argoproj.io/hook"] != "PreSync" || ann["argocd.argoproj.io/hook-delete-policy"] != "BeforeHookCreation" {
-				t.Errorf("%s: Argo CD hook annotations %v", o.file, ann)
+				t.Errorf("%s: want argocd.argoproj.io/hook: PreSync and hook-delete-policy: BeforeHookCreation, got %v", u, ann)
 			}
-		case strings.HasPrefix(o.file, "helm"):
+		case "helm":
+			hook = true
 			if ann["helm.sh/hook"] != "pre-install,pre-upgrade" || ann["helm.sh/hook-delete-policy"] != "before-hook-creation" || ann["helm.sh/hook-weight"] == "" {
-				t.Errorf("%s: Helm hook annotations %v", o.file, ann)
+				t.Errorf("%s: want helm.sh/hook: pre-install,pre-upgrade, a hook-weight and hook-delete-policy: before-hook-creation, got %v", u, ann)
 			}
 		}
-		spec := job.Spec.Template.Spec
-		if job.Spec.BackoffLimit == nil || job.Spec.ActiveDeadlineSeconds == nil || spec.RestartPolicy != corev1.RestartPolicyNever {
-			t.Errorf("%s: backoffLimit, activeDeadlineSeconds and restartPolicy Never are required", o.file)
-			continue
+		if hook && job.Spec.TTLSecondsAfterFinished != nil {
+			t.Errorf("%s: a hook Job is replaced at the next sync; ttlSecondsAfterFinished would delete its logs sooner", u)
 		}
-		for _, c := range migrunContainers(&spec) {
-			lock := durationOr(t, env(c, "MIGRUN_LOCK_TIMEOUT"), 30*time.Minute)
-			connect := durationOr(t, env(c, "MIGRUN_CONNECT_TIMEOUT"), time.Minute)
-			if deadline := time.Duration(*job.Spec.ActiveDeadlineSeconds) * time.Second; deadline <= lock+connect {
-				t.Errorf("%s: activeDeadlineSeconds %s does not exceed the lock timeout %s + connect timeout %s", o.file, deadline, lock, connect)
-			}
-			if c.TerminationMessagePolicy != corev1.TerminationMessageFallbackToLogsOnError {
-				t.Errorf("%s: terminationMessagePolicy %q", o.file, c.TerminationMessagePolicy)
-			}
+		if job.Spec.BackoffLimit == nil {
+			t.Errorf("%s: set backoffLimit (the default 6 reruns a failed migration six times)", u)
 		}
-		if sc := spec.SecurityContext; sc == nil || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot {
-			t.Errorf("%s: the Pod must run as non-root", o.file)
+		if job.Spec.Template.Spec.RestartPolicy != corev1.RestartPolicyNever {
+			t.Errorf("%s: restartPolicy %q, want Never (each attempt a Pod of its own, its logs kept)", u, job.Spec.Template.Spec.RestartPolicy)
 		}
+		if u.container.TerminationMessagePolicy != corev1.TerminationMessageFallbackToLogsOnError {
+			t.Errorf("%s: terminationMessagePolicy %q, want FallbackToLogsOnError", u, u.container.TerminationMessagePolicy)
+		}
+		if _, ok := envVar(u.container, "MIGRUN_LOCK_TIMEOUT"); !ok && inv.flags["lock-timeout"] == "" {
+			t.Errorf("%s: set MIGRUN_LOCK_TIMEOUT explicitly, so the deadline can be checked against it", u)
+		}
+		lock := durationSetting(t, u, cfg, inv, "MIGRUN_LOCK_TIMEOUT")
+		connect := durationSetting(t, u, cfg, inv, "MIGRUN_CONNECT_TIMEOUT")
+		if job.Spec.ActiveDeadlineSeconds == nil {
+			t.Errorf("%s: set activeDeadlineSeconds above the lock timeout %s + connect timeout %s", u, lock, connect)
+		} else if deadline := time.Duration(*job.Spec.ActiveDeadlineSeconds) * time.Second; deadline <= lock+connect {
+			t.Errorf("%s: activeDeadlineSeconds %s does not exceed the lock timeout %s + connect timeout %s: the kubelet would kill migrun before it can report its own timeout", u, deadline, lock, connect)
+		}
+		checkPodFailurePolicy(t, u, job)
 	}
 	if jobs < 3 {
-		t.Errorf("only %d Jobs found", jobs)
+		t.Errorf("found %d migration Jobs, want 3 (argocd, helm, init-container/deployment-wait)", jobs)
 	}
 }
 
-func durationOr(t *testing.T, s string, def time.Duration) time.Duration {
-	if s == "" {
-		return def
+func durationSetting(t *testing.T, u migrunUse, cfg migrunConfig, inv invocation, name string) time.Duration {
+	t.Helper()
+	v, fromSecret := effective(cfg, u, inv, name)
+	if fromSecret {
+		t.Errorf("%s: %s comes from elsewhere; set it literally so it can be checked", u, name)
+		return 0
 	}
-	d, err := time.ParseDuration(s)
+	d, err := time.ParseDuration(v)
 	if err != nil {
-		t.Errorf("bad duration %q", s)
+		t.Errorf("%s: %s: %v", u, name, err)
 	}
 	return d
 }
 
-// TestInitContainers: every replica's init container posts only changes.
-func TestInitContainers(t *testing.T) {
-	for _, o := range manifests(t) {
-		d, ok := o.obj.(*appsv1.Deployment)
-		if !ok {
+// checkPodFailurePolicy applies the API server's rules the strict decoding
+// cannot see, and keeps "database unreachable" retryable.
+func checkPodFailurePolicy(t *testing.T, u migrunUse, job *batchv1.Job) {
+	t.Helper()
+	policy := job.Spec.PodFailurePolicy
+	if policy == nil {
+		return
+	}
+	for i, rule := range policy.Rules {
+		req := rule.OnExitCodes
+		if req == nil {
 			continue
 		}
-		for _, c := range d.Spec.Template.Spec.InitContainers {
-			if len(c.Command) > 1 && c.Command[1] == "run" && env(c, "MIGRUN_NOTIFY") != "changes" {
-				t.Errorf("%s: an init container migrating in every Pod must set MIGRUN_NOTIFY=changes", o.file)
+		if req.ContainerName != nil && *req.ContainerName != u.container.Name {
+			t.Errorf("%s: podFailurePolicy rule %d names container %q", u, i, *req.ContainerName)
+		}
+		if !slices.IsSorted(req.Values) || len(slices.Compact(slices.Clone(req.Values))) != len(req.Values) {
+			t.Errorf("%s: podFailurePolicy rule %d: values must be ordered and unique: %v", u, i, req.Values)
+		}
+		if req.Operator == batchv1.PodFailurePolicyOnExitCodesOpIn && slices.Contains(req.Values, 0) {
+			t.Errorf("%s: podFailurePolicy rule %d: 0 is not allowed with In", u, i)
+		}
+		if rule.Action == batchv1.PodFailurePolicyActionFailJob && req.Operator == batchv1.PodFailurePolicyOnExitCodesOpIn && slices.Contains(req.Values, 69) {
+			t.Errorf("%s: podFailurePolicy rule %d fails the Job on 69 (database unreachable), the one failure a retry may fix", u, i)
+		}
+	}
+}
+
+// TestInitContainers: migrating in every Pod posts only changes; waiting
+// Pods wait for the image they run, with a bound.
+func TestInitContainers(t *testing.T) {
+	cfg := readMigrunConfig(t)
+	objs := manifests(t)
+	uses, _ := migrunUses(objs)
+	migratingImages := map[string][]string{} // file -> images of migration Jobs
+	for _, u := range uses {
+		if inv, err := parseInvocation(cfg, u.argv); err == nil && inv.sub == "run" {
+			if _, ok := u.obj.(*batchv1.Job); ok {
+				migratingImages[u.file] = append(migratingImages[u.file], u.container.Image)
 			}
 		}
 	}
-}
-
-// TestHelmTemplateMatchesRendered: the committed rendering names the same
-// variables and command as the template, so the tests speak for the chart.
-func TestHelmTemplateMatchesRendered(t *testing.T) {
-	names := regexp.MustCompile(`(?m)^\s*- name: ([A-Z_]+)$|command: (.*)$`)
-	read := func(path string) []string {
-		data, err := os.ReadFile(path)
+	seen := map[string]bool{}
+	for _, u := range uses {
+		if _, ok := u.obj.(*appsv1.Deployment); !ok {
+			continue
+		}
+		if !u.init {
+			t.Errorf("%s: in a Deployment, migrun belongs in an init container", u)
+			continue
+		}
+		inv, err := parseInvocation(cfg, u.argv)
 		if err != nil {
-			t.Fatal(err)
+			continue // reported by TestMigrunNamesExist
 		}
-		var out []string
-		for _, m := range names.FindAllStringSubmatch(string(data), -1) {
-			out = append(out, m[1]+m[2])
+		seen[inv.sub] = true
+		for _, app := range u.pod.Containers {
+			if app.Image != u.container.Image {
+				t.Errorf("%s: image %s, but the app container %q runs %s: migrun must see the migrations the app expects", u, u.container.Image, app.Name, app.Image)
+			}
 		}
-		return out
+		switch inv.sub {
+		case "run":
+			if v, _ := effective(cfg, u, inv, "MIGRUN_NOTIFY"); v != "changes" {
+				t.Errorf("%s: every Pod migrates; set MIGRUN_NOTIFY=changes (is %q) so Slack gets one message per deploy, not one per Pod", u, v)
+			}
+		case "wait":
+			if _, ok := envVar(u.container, "MIGRUN_WAIT_TIMEOUT"); !ok && inv.flags["wait-timeout"] == "" {
+				t.Errorf("%s: set MIGRUN_WAIT_TIMEOUT explicitly", u)
+			}
+			if !slices.Contains(migratingImages[u.file], u.container.Image) {
+				t.Errorf("%s: waits for the migrations of %s, but no migration Job in the same file runs that image (it has %v)", u, u.container.Image, migratingImages[u.file])
+			}
+		}
 	}
-	tmpl, rendered := read("helm/templates/migrate-job.yaml"), read("helm/rendered/migrate-job.yaml")
-	if !reflect.DeepEqual(tmpl, rendered) {
-		t.Errorf("template and rendering differ:\n%v\n%v", tmpl, rendered)
-	}
-	var chart struct {
-		APIVersion  string `json:"apiVersion"`
-		Name        string `json:"name"`
-		Description string `json:"description"`
-		Type        string `json:"type"`
-		Version     string `json:"version"`
-		AppVersion  string `json:"appVersion"`
-	}
-	data, err := os.ReadFile("helm/Chart.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := yaml.UnmarshalStrict(data, &chart); err != nil || chart.APIVersion != "v2" {
-		t.Errorf("Chart.yaml: %v %+v", err, chart)
-	}
-	var values map[string]any
-	if data, err = os.ReadFile("helm/values.yaml"); err == nil {
-		err = yaml.Unmarshal(data, &values)
-	}
-	if err != nil {
-		t.Errorf("values.yaml: %v", err)
+	for _, sub := range []string{"run", "wait"} {
+		if !seen[sub] {
+			t.Errorf("no Deployment runs `migrun %s` in an init container", sub)
+		}
 	}
 }
 
-// TestImageBuildsLikeMake: the Dockerfile builds with `make build`, whose
-// recipe makes a static, reproducible binary.
-func TestImageBuildsLikeMake(t *testing.T) {
-	dockerfile, err := os.ReadFile("../Dockerfile")
-	if err != nil {
-		t.Fatal(err)
-	}
-	makefile, err := os.ReadFile("../Makefile")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !regexp.MustCompile(`(?m)^RUN make build `).Match(dockerfile) {
-		t.Error("the Dockerfile does not build with `make build`")
-	}
-	for _, want := range []string{"USER nonroot", `ENTRYPOINT ["/migrun"]`} {
-		if !strings.Contains(string(dockerfile), want) {
-			t.Errorf("the Dockerfile lacks %q", want)
+// TestPodsAreLockedDown: migrun runs non-root, read-only, without
+// privileges; a read-only `run` has a writable /tmp for its Ruby sync file.
+func TestPodsAreLockedDown(t *testing.T) {
+	cfg := readMigrunConfig(t)
+	uses, _ := migrunUses(manifests(t))
+	for _, u := range uses {
+		c, pod := u.container, u.pod
+		psc, sc := pod.SecurityContext, c.SecurityContext
+		if sc == nil {
+			sc = &corev1.SecurityContext{}
+		}
+		if psc == nil {
+			psc = &corev1.PodSecurityContext{}
+		}
+		if !isTrue(sc.RunAsNonRoot) && !isTrue(psc.RunAsNonRoot) {
+			t.Errorf("%s: set runAsNonRoot", u)
+		}
+		seccomp := sc.SeccompProfile
+		if seccomp == nil {
+			seccomp = psc.SeccompProfile
+		}
+		if seccomp == nil || seccomp.Type != corev1.SeccompProfileTypeRuntimeDefault {
+			t.Errorf("%s: set seccompProfile RuntimeDefault", u)
+		}
+		if sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
+			t.Errorf("%s: set allowPrivilegeEscalation: false", u)
+		}
+		if sc.Capabilities == nil || !slices.Contains(sc.Capabilities.Drop, "ALL") {
+			t.Errorf("%s: drop ALL capabilities", u)
+		}
+		if !isTrue(sc.ReadOnlyRootFilesystem) {
+			t.Errorf("%s: set readOnlyRootFilesystem", u)
+			continue
+		}
+		if inv, err := parseInvocation(cfg, u.argv); err == nil && inv.sub == "run" && !mountsAt(c, "/tmp") {
+			t.Errorf("%s: with a read-only root filesystem `migrun run` needs a writable /tmp (an emptyDir) for its Ruby sync file", u)
 		}
 	}
-	recipe := regexp.MustCompile(`(?m)^build:\n\t(.*)$`).FindSubmatch(makefile)
-	if recipe == nil {
-		t.Fatal("no build target in the Makefile")
-	}
-	for _, want := range []string{"CGO_ENABLED=0", "$(GOFLAGS_BUILD)", "./cmd/migrun"} {
-		if !strings.Contains(string(recipe[1]), want) {
-			t.Errorf("make build's recipe %q lacks %s", recipe[1], want)
+}
+
+func isTrue(b *bool) bool { return b != nil && *b }
+
+func mountsAt(c corev1.Container, dir string) bool {
+	for _, m := range c.VolumeMounts {
+		if m.MountPath == dir {
+			return true
 		}
 	}
-	if !strings.Contains(string(makefile), "-trimpath") {
-		t.Error("the build flags lack -trimpath")
+	return false
+}
+
+// TestPodsWouldBeAccepted: API server rules a strict decode cannot see,
+// which otherwise show up only at `kubectl apply`.
+func TestPodsWouldBeAccepted(t *testing.T) {
+	for _, o := range manifests(t) {
+		if d, ok := o.obj.(*appsv1.Deployment); ok {
+			if d.Spec.Selector == nil || len(d.Spec.Selector.MatchLabels) == 0 {
+				t.Errorf("%s: no selector", o)
+			} else {
+				for k, v := range d.Spec.Selector.MatchLabels {
+					if d.Spec.Template.Labels[k] != v {
+						t.Errorf("%s: selector %s=%s does not match the template's labels %v", o, k, v, d.Spec.Template.Labels)
+					}
+				}
+			}
+		}
+		spec := podSpec(o)
+		if spec == nil {
+			continue
+		}
+		volumes := map[string]bool{}
+		for _, v := range spec.Volumes {
+			volumes[v.Name] = true
+		}
+		names := map[string]bool{}
+		for _, c := range slices.Concat(spec.InitContainers, spec.Containers) {
+			if names[c.Name] {
+				t.Errorf("%s: two containers named %q", o, c.Name)
+			}
+			names[c.Name] = true
+			if c.Image == "" {
+				t.Errorf("%s container %q: no image", o, c.Name)
+			}
+			for _, m := range c.VolumeMounts {
+				if !volumes[m.Name] {
+					t.Errorf("%s container %q: mounts undeclared volume %q", o, c.Name, m.Name)
+				}
+			}
+			for _, e := range c.Env {
+				if ref := e.ValueFrom; ref != nil && ref.SecretKeyRef != nil && (ref.SecretKeyRef.Name == "" || ref.SecretKeyRef.Key == "") {
+					t.Errorf("%s container %q: %s: secretKeyRef needs a name and a key", o, c.Name, e.Name)
+				}
+			}
+		}
 	}
 }
