@@ -11,25 +11,37 @@ import (
 	"github.com/migrun/migrun/report"
 )
 
-// MaxText bounds the message text, in characters. Slack truncates a
-// message's text past 40,000 characters; staying well below leaves room
-// for the heading and any escaping Slack does on its side. (Section blocks
-// would cap at 3,000, which is why the output goes in the text.)
+// MaxText bounds the message text, in bytes of the final (escaped) text.
+//
+// Slack truncates a message's text past 40,000 characters. The output goes
+// in the plain text rather than a section block, which Slack refuses past
+// 3,000 characters: Rails prints its error at the end of a long output and
+// 3,000 characters would often lose it. Counting bytes rather than
+// characters keeps the bound whichever way Slack counts (UTF-16 units or
+// code points); 2,000 below the limit leaves room for anything Slack adds.
 const MaxText = 38000
 
-// outputBudget is what the output may take of MaxText after the heading,
-// the fences and the omission marker.
-const outputBudget = MaxText - 2000
+// Budgets within the message, in escaped bytes.
+const (
+	maxHeading   = 200 // the environment, on the heading line
+	maxField     = 500 // each attachment field
+	maxMigFields = 2000
+	markerRoom   = 100 // the omission marker
+	// outputBudget is what the output may take of MaxText after the
+	// heading, the fences and the omission marker.
+	outputBudget = MaxText - maxHeading - 100 - markerRoom
+)
 
 // BuildMessage renders r as a Slack message in the familiar shape: the text
 // starts with "DB migration result", then "*environment*: <env>", then the
 // output in a code block; an attachment coloured by the outcome carries the
-// details.
+// details. Everything from r is escaped for Slack and bounded, so the text
+// stays within MaxText whatever the output.
 func BuildMessage(r report.Result, o Options) *slack.WebhookMessage {
 	o = o.withDefaults()
 	var text strings.Builder
 	text.WriteString("DB migration result\n")
-	fmt.Fprintf(&text, "*environment*: %s\n", escape(oneLine(r.Environment)))
+	text.WriteString("*environment*: " + escapeWithin(oneLine(r.Environment), maxHeading) + "\n")
 	text.WriteString("```\n")
 	text.WriteString(codeBlock(r.Output, outputBudget))
 	text.WriteString("\n```")
@@ -41,12 +53,14 @@ func BuildMessage(r report.Result, o Options) *slack.WebhookMessage {
 		Text:      text.String(),
 		Attachments: []slack.Attachment{{
 			Color:    color(r),
-			Fallback: escape(fmt.Sprintf("DB migration %s: %s", oneLine(r.Environment), r.Describe())),
+			Fallback: escapeWithin(fmt.Sprintf("DB migration %s: %s", oneLine(r.Environment), r.Describe()), maxField),
 			Fields:   fields(r),
 		}},
 	}
 }
 
+// color is the attachment's bar: green when all went well, yellow when the
+// run did no harm but needs a look, red when it failed.
 func color(r report.Result) string {
 	switch {
 	case r.Outcome == report.LockTimeout || (r.OK() && r.Lock.Lost != ""):
@@ -57,22 +71,25 @@ func color(r report.Result) string {
 	return "danger"
 }
 
+// fields are the attachment's details. The outcome comes first: people and
+// tests alike read it there.
 func fields(r report.Result) []slack.AttachmentField {
-	f := []slack.AttachmentField{{Title: "Outcome", Value: escape(r.Describe()), Short: true}}
+	f := []slack.AttachmentField{{Title: "Outcome", Value: escapeWithin(r.Describe(), maxField), Short: true}}
 	add := func(title, value string, short bool) {
 		if value != "" {
-			f = append(f, slack.AttachmentField{Title: title, Value: escape(oneLine(value)), Short: short})
+			f = append(f, slack.AttachmentField{Title: title, Value: escapeWithin(oneLine(value), maxField), Short: short})
 		}
 	}
 	add("Duration", r.Duration.Round(time.Millisecond).String(), true)
-	if len(r.Migrations) > 0 {
+	switch {
+	case len(r.Migrations) > 0:
 		lines := make([]string, len(r.Migrations))
 		for i, m := range r.Migrations {
 			lines[i] = fmt.Sprintf("%s %s (%s)", m.Version, m.Name, m.Action)
 		}
-		f = append(f, slack.AttachmentField{Title: "Migrations", Value: escape(truncateRunes(strings.Join(lines, "\n"), 1500)), Short: false})
-	} else if r.Outcome == report.Succeeded || r.Outcome == report.Skipped {
-		add("Migrations", "none pending", true)
+		f = append(f, slack.AttachmentField{Title: "Migrations", Value: escapeWithin(strings.Join(lines, "\n"), maxMigFields)})
+	case r.Outcome == report.Succeeded || r.Outcome == report.Skipped:
+		add("Migrations", "none", true)
 	}
 	add("Host", r.Host, true)
 	add("App", r.App, true)
@@ -81,38 +98,119 @@ func fields(r report.Result) []slack.AttachmentField {
 		add("Lock wait", r.Lock.Waited.Round(time.Second).String(), true)
 	}
 	add("Lock lost", r.Lock.Lost, false)
-	add("Error", truncateRunes(r.Err, 500), false)
+	add("Error", r.Err, false)
 	return f
 }
 
-// escape makes text safe for Slack's mrkdwn: the three characters Slack
-// requires escaped, so "<!channel>" in output pings nobody, and no invalid
-// UTF-8 or NUL bytes.
-func escape(s string) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	s = strings.ReplaceAll(s, "\x00", "\uFFFD")
-	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
-}
+// noOutput stands in the code block when there is nothing to show, e.g.
+// when the lock or the database failed before the command ran: Slack shows
+// an empty code block as stray backticks.
+const noOutput = "(no output)"
 
-// codeBlock escapes output for a ``` block and cuts it to at most budget
-// characters, keeping the head and, larger, the tail (Rails prints its
-// error last) with a marker between. A run of backticks in the output is
-// broken up so it cannot close the block early.
+// codeBlock makes output safe inside a ``` block and cuts it to at most
+// budget bytes once escaped, keeping a third for the head and the rest for
+// the tail (Rails prints its error last) with a marker between.
 func codeBlock(output string, budget int) string {
-	output = strings.ToValidUTF8(output, "\uFFFD")
-	output = strings.ReplaceAll(output, "\x00", "\uFFFD")
+	output = clean(output)
+	if strings.TrimSpace(output) == "" {
+		return noOutput
+	}
 	if cost(output) > budget {
-		headBudget := budget / 3
-		head := prefixWithin(output, headBudget)
-		tail := suffixWithin(output[len(head):], budget-headBudget-100)
-		omitted := utf8.RuneCountInString(output) - utf8.RuneCountInString(head) - utf8.RuneCountInString(tail)
-		output = head + fmt.Sprintf("\n[... %d characters omitted ...]\n", omitted) + tail
+		head := prefixWithin(output, budget/3)
+		if i := strings.LastIndexByte(head, '\n'); i >= len(head)/2 {
+			head = head[:i+1] // end on a whole line when one is near
+		}
+		tail := suffixWithin(output[len(head):], budget-cost(head)-markerRoom)
+		if i := strings.IndexByte(tail, '\n'); i >= 0 && i < len(tail)/2 {
+			tail = tail[i+1:]
+		}
+		marker := fmt.Sprintf("[... migrun: %d bytes omitted ...]\n", len(output)-len(head)-len(tail))
+		if !strings.HasSuffix(head, "\n") {
+			marker = "\n" + marker
+		}
+		output = head + marker + tail
 	}
 	return breakFences(escape(output))
 }
 
+// clean turns output into text Slack shows as it was printed: valid UTF-8,
+// no terminal colour codes (Rails colours its SQL log), CRLF as LF, and no
+// control characters but tabs and newlines (a NUL or a bell shows as �).
+func clean(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if !strings.ContainsFunc(s, isControl) {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '\x1b':
+			i += escapeSequenceLen(s[i:]) - 1
+		case c == '\r':
+			if i+1 < len(s) && s[i+1] == '\n' {
+				continue
+			}
+			b.WriteByte('\n') // a lone CR redraws the line: show the lines apart
+		case c == '\t' || c == '\n':
+			b.WriteByte(c)
+		case c < 0x20 || c == 0x7f:
+			b.WriteString("\uFFFD")
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+func isControl(r rune) bool { return (r < 0x20 && r != '\t' && r != '\n') || r == 0x7f }
+
+// escapeSequenceLen is the length of the terminal escape sequence at the
+// start of s (which starts with ESC): a CSI sequence such as "\x1b[1;36m",
+// or else ESC and the byte after it.
+func escapeSequenceLen(s string) int {
+	if len(s) < 2 {
+		return len(s)
+	}
+	if s[1] != '[' {
+		if s[1] < 0x20 || s[1] >= 0x7f {
+			return 1 // not a sequence: drop the ESC alone
+		}
+		return 2
+	}
+	for i := 2; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= 0x40 && c <= 0x7e:
+			return i + 1 // the final byte
+		case c < 0x20 || c > 0x7e:
+			return i // malformed: keep what follows
+		}
+	}
+	return len(s)
+}
+
+// escape makes text safe for Slack: the three characters Slack requires
+// escaped, so "<!channel>" pings nobody and "<http://x|y>" links nowhere,
+// and no invalid UTF-8 or control characters.
+func escape(s string) string {
+	return slackEscaper.Replace(clean(s))
+}
+
+var slackEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
+
+// escapeWithin escapes s cut to at most max bytes once escaped, marking the
+// cut with an ellipsis.
+func escapeWithin(s string, max int) string {
+	s = clean(s)
+	if cost(s) <= max {
+		return escape(s)
+	}
+	return escape(prefixWithin(s, max-len("…"))) + "…"
+}
+
 // breakFences puts a zero-width space between backticks, so no three
-// stand together.
+// stand together to close the code block.
 func breakFences(s string) string {
 	if !strings.Contains(s, "``") {
 		return s
@@ -121,7 +219,7 @@ func breakFences(s string) string {
 	prevTick := false
 	for _, r := range s {
 		if r == '`' && prevTick {
-			b.WriteRune('\u200b')
+			b.WriteString(zwsp)
 		}
 		prevTick = r == '`'
 		b.WriteRune(r)
@@ -129,7 +227,10 @@ func breakFences(s string) string {
 	return b.String()
 }
 
-// runeCost is what one character of output can become in the message.
+const zwsp = "\u200b"
+
+// runeCost is how many bytes one character of cleaned output can become in
+// the message.
 func runeCost(r rune) int {
 	switch r {
 	case '&':
@@ -137,9 +238,9 @@ func runeCost(r rune) int {
 	case '<', '>':
 		return len("&lt;")
 	case '`':
-		return 2 // the backtick and, at most, one zero-width space
+		return 1 + len(zwsp) // at most one zero-width space before it
 	}
-	return 1
+	return utf8.RuneLen(r)
 }
 
 func cost(s string) int {
@@ -179,11 +280,4 @@ func suffixWithin(s string, budget int) string {
 
 func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
-}
-
-func truncateRunes(s string, n int) string {
-	if utf8.RuneCountInString(s) <= n {
-		return s
-	}
-	return string([]rune(s)[:n]) + "…"
 }
