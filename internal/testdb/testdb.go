@@ -228,10 +228,16 @@ func Main(m *testing.M) {
 }
 
 // Postgres is a PostgreSQL server shared by the test binary.
-func Postgres(tb testing.TB) *Server { return sharedFor(tb, KindPostgreSQL) }
+func Postgres(tb testing.TB) *Server {
+	tb.Helper()
+	return sharedFor(tb, KindPostgreSQL)
+}
 
 // MariaDB is a MariaDB server shared by the test binary.
-func MariaDB(tb testing.TB) *Server { return sharedFor(tb, KindMariaDB) }
+func MariaDB(tb testing.TB) *Server {
+	tb.Helper()
+	return sharedFor(tb, KindMariaDB)
+}
 
 func sharedFor(tb testing.TB, kind string) *Server {
 	tb.Helper()
@@ -258,10 +264,16 @@ func sharedFor(tb testing.TB, kind string) *Server {
 }
 
 // NewPostgres starts a private PostgreSQL server, stopped at the test's end.
-func NewPostgres(tb testing.TB) *Server { return private(tb, KindPostgreSQL) }
+func NewPostgres(tb testing.TB) *Server {
+	tb.Helper()
+	return private(tb, KindPostgreSQL)
+}
 
 // NewMariaDB starts a private MariaDB server, stopped at the test's end.
-func NewMariaDB(tb testing.TB) *Server { return private(tb, KindMariaDB) }
+func NewMariaDB(tb testing.TB) *Server {
+	tb.Helper()
+	return private(tb, KindMariaDB)
+}
 
 func private(tb testing.TB, kind string) *Server {
 	tb.Helper()

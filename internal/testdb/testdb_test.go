@@ -52,8 +52,12 @@ func connect(t *testing.T, s *Server, db, password string) error {
 }
 
 func TestShared(t *testing.T) {
-	for name, s := range map[string]*Server{"postgresql": Postgres(t), "mariadb": MariaDB(t)} {
+	for name, server := range map[string]func(testing.TB) *Server{"postgresql": Postgres, "mariadb": MariaDB} {
 		t.Run(name, func(t *testing.T) {
+			s := server(t)
+			if again := server(t); again != s {
+				t.Error("a second call started another server")
+			}
 			db, url := s.CreateDatabase(t)
 			if !strings.Contains(url, s.Password()) || !strings.HasSuffix(url, "/"+db) {
 				t.Errorf("URL %q", url)
