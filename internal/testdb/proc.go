@@ -76,6 +76,8 @@ func reap(ctx context.Context, dir string) error {
 		{filepath.Join(dir, "data", "postmaster.pid"), syscall.SIGQUIT},
 		// Nobody will read this data again.
 		{filepath.Join(dir, "my.pid"), syscall.SIGKILL},
+		// PgBouncer's immediate shutdown.
+		{filepath.Join(dir, "pgbouncer.pid"), syscall.SIGTERM},
 	} {
 		pid, ok := serverPid(p.pidFile, dir)
 		if !ok {

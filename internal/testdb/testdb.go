@@ -337,6 +337,45 @@ func start(ctx context.Context, kind string, opts Options) (*Server, error) {
 	if pickPort == nil {
 		pickPort = freePort
 	}
+	s := &Server{kind: kind, host: "127.0.0.1", password: randomPassword()}
+	var err error
+	if s.runAs, err = serverUser(kind); err != nil {
+		return nil, fmt.Errorf("%s: %w", kind, err)
+	}
+	if s.port, err = pickPort(); err != nil {
+		return nil, fmt.Errorf("%s: pick a port: %w", kind, err)
+	}
+	if s.dir, err = newServerDir(ctx, opts, s.runAs); err != nil {
+		return nil, fmt.Errorf("%s: %w", kind, err)
+	}
+	if kind == KindPostgreSQL {
+		err = s.initPostgres(ctx, pickPort)
+	} else {
+		err = s.initMariaDB(ctx, pickPort)
+	}
+	if err != nil {
+		_ = s.Close()
+		return nil, fmt.Errorf("%s: %w", kind, err)
+	}
+	return s, nil
+}
+
+// serverUser is who a server runs as: as root, the postgres or mysql user,
+// since the servers (and PgBouncer) refuse to run as root; else nil, ourselves.
+func serverUser(kind string) (*syscall.Credential, error) {
+	if os.Geteuid() != 0 {
+		return nil, nil
+	}
+	name := "postgres"
+	if kind == KindMariaDB {
+		name = "mysql"
+	}
+	return credential(name)
+}
+
+// newServerDir makes a server's directory, named and marked so that a later
+// process can remove it once its owner is gone, and owned by runAs.
+func newServerDir(ctx context.Context, opts Options, runAs *syscall.Credential) (string, error) {
 	owner := opts.owner
 	if owner == 0 {
 		owner = os.Getpid()
@@ -350,47 +389,25 @@ func start(ctx context.Context, kind string, opts Options) (*Server, error) {
 		}
 	}
 	reapOrphansOnce(ctx, parent)
-
-	s := &Server{kind: kind, host: "127.0.0.1", password: randomPassword()}
-	var err error
-	if s.port, err = pickPort(); err != nil {
-		return nil, fmt.Errorf("%s: pick a port: %w", kind, err)
-	}
-	if s.dir, err = os.MkdirTemp(parent, pattern); err != nil {
-		return nil, fmt.Errorf("%s: make temp dir: %w", kind, err)
-	}
-	if len(s.dir) > maxSocketDir {
-		os.RemoveAll(s.dir)
-		return nil, fmt.Errorf("%s: temp dir %s is too long for a unix socket path", kind, s.dir)
-	}
-	if err := os.WriteFile(filepath.Join(s.dir, markerFile), []byte(markerText), 0o644); err != nil {
-		os.RemoveAll(s.dir)
-		return nil, fmt.Errorf("%s: %w", kind, err)
-	}
-	if os.Geteuid() == 0 {
-		name := "postgres"
-		if kind == KindMariaDB {
-			name = "mysql"
-		}
-		if s.runAs, err = credential(name); err != nil {
-			os.RemoveAll(s.dir)
-			return nil, fmt.Errorf("%s: %w", kind, err)
-		}
-		if err := os.Chown(s.dir, int(s.runAs.Uid), int(s.runAs.Gid)); err != nil {
-			os.RemoveAll(s.dir)
-			return nil, fmt.Errorf("%s: %w", kind, err)
-		}
-	}
-	if kind == KindPostgreSQL {
-		err = s.initPostgres(ctx, pickPort)
-	} else {
-		err = s.initMariaDB(ctx, pickPort)
-	}
+	dir, err := os.MkdirTemp(parent, pattern)
 	if err != nil {
-		_ = s.Close()
-		return nil, fmt.Errorf("%s: %w", kind, err)
+		return "", fmt.Errorf("make temp dir: %w", err)
 	}
-	return s, nil
+	if len(dir) > maxSocketDir {
+		os.RemoveAll(dir)
+		return "", fmt.Errorf("temp dir %s is too long for a unix socket path", dir)
+	}
+	if err := os.WriteFile(filepath.Join(dir, markerFile), []byte(markerText), 0o644); err != nil {
+		os.RemoveAll(dir)
+		return "", err
+	}
+	if runAs != nil {
+		if err := os.Chown(dir, int(runAs.Uid), int(runAs.Gid)); err != nil {
+			os.RemoveAll(dir)
+			return "", err
+		}
+	}
+	return dir, nil
 }
 
 // installed says which binary is missing, if one is.
