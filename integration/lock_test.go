@@ -20,10 +20,9 @@ func TestLockExcludes(t *testing.T) {
 			t.Parallel()
 			_, url := srv.CreateDatabase(t)
 			marks := filepath.Join(t.TempDir(), "marks")
-			script := fmt.Sprintf(`echo "start $(date +%%s%%N)" >> %[1]s; sleep 0.1; echo "end $(date +%%s%%N)" >> %[1]s`, marks)
 			var started []*running
 			for range runners {
-				started = append(started, invocation{env: map[string]string{"DATABASE_URL": url}, args: []string{"run", "--", "sh", "-c", script}}.start(t))
+				started = append(started, invocation{env: map[string]string{"DATABASE_URL": url}, args: markedRun(marks, "0.1")}.start(t))
 			}
 			var results []result
 			for i, r := range started {
@@ -37,6 +36,14 @@ func TestLockExcludes(t *testing.T) {
 			assertNoSecret(t, srv.Password(), results...)
 		})
 	}
+}
+
+// markedRun is the arguments of a migrun run whose command appends
+// "start <ns>" and "end <ns>" to marks around sleeping for the given seconds,
+// for assertNoOverlap.
+func markedRun(marks, seconds string) []string {
+	return []string{"run", "--", "sh", "-c",
+		fmt.Sprintf(`echo "start $(date +%%s%%N)" >> %[1]s; sleep %[2]s; echo "end $(date +%%s%%N)" >> %[1]s`, marks, seconds)}
 }
 
 // assertNoOverlap reads "start N"/"end N" lines and checks that, in time

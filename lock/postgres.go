@@ -79,6 +79,9 @@ func (p *pgLocker) Lock(ctx context.Context) error {
 			}
 		}
 		ok, err := p.try(ctx)
+		if errors.Is(err, errPooled) {
+			return err
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctxErr(ctx)
@@ -112,8 +115,18 @@ func (p *pgLocker) Lock(ctx context.Context) error {
 func (p *pgLocker) try(ctx context.Context) (bool, error) {
 	var ok bool
 	if p.opts.Mode == ModeSession {
-		err := p.conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1, $2)", p.k1, p.k2).Scan(&ok)
-		return ok, err
+		// A session lock is re-entrant: through a transaction pooler, a
+		// server session that already holds it for another runner would
+		// grant it again. A fresh connection of ours never holds it, so a
+		// session that does is shared, and this one statement (one server
+		// session even through a pooler) refuses instead of taking it.
+		var got *bool
+		err := p.conn.QueryRow(ctx, `SELECT CASE WHEN EXISTS (`+heldHere+`) THEN NULL
+			ELSE pg_try_advisory_lock($3, $4) END`, int64(uint32(p.k1)), int64(uint32(p.k2)), p.k1, p.k2).Scan(&got)
+		if err == nil && got == nil {
+			return false, errPooled
+		}
+		return err == nil && *got, err
 	}
 	if _, err := p.conn.Exec(ctx, "BEGIN"); err != nil {
 		return false, err
@@ -171,7 +184,7 @@ func (p *pgLocker) acquired(ctx context.Context) error {
 	}
 	if !ours {
 		p.Unlock(context.WithoutCancel(ctx))
-		return fmt.Errorf("%w: the lock is not held by migrun's own database session: is a transaction pooler (PgBouncer pool_mode=transaction) in between? Use MIGRUN_LOCK_MODE=transaction", ErrUnsupported)
+		return errPooled
 	}
 	p.start(p.opts.KeepAlive, p.opts.Logger, p.String(), func(ctx context.Context) error {
 		ours, err := p.ours(ctx)
@@ -186,12 +199,20 @@ func (p *pgLocker) acquired(ctx context.Context) error {
 	return nil
 }
 
+// errPooled: the lock and this connection's statements are not bound to
+// one server session, the sign of a transaction pooler in between.
+var errPooled = fmt.Errorf("%w: migrun's statements do not all run in one database session: is a transaction pooler (PgBouncer pool_mode=transaction) in between? Use MIGRUN_LOCK_MODE=transaction", ErrUnsupported)
+
+// heldHere finds the two-int4 advisory lock ($1, $2 as oids) held by this
+// server session.
+const heldHere = `SELECT 1 FROM pg_locks
+		WHERE locktype = 'advisory' AND classid = $1::oid AND objid = $2::oid AND objsubid = 2
+		  AND pid = pg_backend_pid() AND granted`
+
 // ours reports whether this backend holds the lock.
 func (p *pgLocker) ours(ctx context.Context) (bool, error) {
 	var ok bool
-	err := p.conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks
-		WHERE locktype = 'advisory' AND classid = $1::oid AND objid = $2::oid AND objsubid = 2
-		  AND pid = pg_backend_pid() AND granted)`, int64(uint32(p.k1)), int64(uint32(p.k2))).Scan(&ok)
+	err := p.conn.QueryRow(ctx, "SELECT EXISTS ("+heldHere+")", int64(uint32(p.k1)), int64(uint32(p.k2))).Scan(&ok)
 	return ok, err
 }
 
@@ -205,16 +226,24 @@ func (p *pgLocker) Unlock(ctx context.Context) error {
 		return nil
 	}
 	p.held = false
-	var err error
-	if p.opts.Mode == ModeSession {
-		// Unlock and wake the waiters; the NOTIFY is delivered when this
-		// statement commits, after the unlock.
-		_, err = p.conn.Exec(ctx, "SELECT pg_advisory_unlock($1, $2), pg_notify($3, '')", p.k1, p.k2, p.channel)
-	} else {
-		_, err = p.conn.Exec(ctx, "COMMIT")
+	if p.opts.Mode == ModeTransaction {
+		if _, err := p.conn.Exec(ctx, "COMMIT"); err != nil {
+			return fmt.Errorf("release %s: %s", p.String(), dbconn.LastLine(err))
+		}
+		return nil
 	}
+	// Unlock and wake the waiters; the NOTIFY is delivered when this
+	// statement commits, after the unlock.
+	var released bool
+	err := p.conn.QueryRow(ctx, "SELECT pg_advisory_unlock($1, $2), pg_notify($3, '')::text",
+		p.k1, p.k2, p.channel).Scan(&released, new(string))
 	if err != nil {
 		return fmt.Errorf("release %s: %s", p.String(), dbconn.LastLine(err))
+	}
+	if !released {
+		// Closing the connection frees it, unless a pooler keeps the
+		// server session that holds it.
+		return fmt.Errorf("release %s: this database session did not hold it: %w", p.String(), errPooled)
 	}
 	return nil
 }
