@@ -50,6 +50,7 @@ type config struct {
 	SlackWebhookURL string        `env:"SLACK_WEBHOOK_URL"`
 	SlackBotToken   string        `env:"SLACK_BOT_TOKEN"`
 	SlackChannel    string        `env:"SLACK_CHANNEL"`
+	SlackAPIURL     string        `env:"SLACK_API_URL"`
 	SlackUsername   string        `env:"SLACK_USERNAME" envDefault:"Rails DB Migration"`
 	SlackIconEmoji  string        `env:"SLACK_ICON_EMOJI" envDefault:":rails:"`
 	SlackTimeout    time.Duration `env:"MIGRUN_NOTIFY_TIMEOUT" envDefault:"30s"`
@@ -136,6 +137,7 @@ func bindFlags(fs *flag.FlagSet, c *config) {
 	fs.StringVar(&c.SlackWebhookURL, "slack-webhook-url", c.SlackWebhookURL, "Slack incoming webhook (SLACK_WEBHOOK_URL, SLACK_WEB_HOOK_URL)")
 	fs.StringVar(&c.SlackBotToken, "slack-bot-token", c.SlackBotToken, "Slack bot token, instead of a webhook (SLACK_BOT_TOKEN)")
 	fs.StringVar(&c.SlackChannel, "slack-channel", c.SlackChannel, "Slack channel, e.g. #deploys (SLACK_CHANNEL)")
+	fs.StringVar(&c.SlackAPIURL, "slack-api-url", c.SlackAPIURL, "Slack Web API base URL for the bot token, e.g. a proxy (SLACK_API_URL)")
 	fs.StringVar(&c.SlackUsername, "slack-username", c.SlackUsername, "Slack user name (SLACK_USERNAME)")
 	fs.StringVar(&c.SlackIconEmoji, "slack-icon-emoji", c.SlackIconEmoji, "Slack icon (SLACK_ICON_EMOJI)")
 	fs.DurationVar(&c.SlackTimeout, "notify-timeout", c.SlackTimeout, "bound on all attempts to notify (MIGRUN_NOTIFY_TIMEOUT)")
@@ -257,6 +259,7 @@ func (c *config) notifyOptions() notify.Options {
 		WebhookURL: c.SlackWebhookURL,
 		BotToken:   c.SlackBotToken,
 		Channel:    c.SlackChannel,
+		APIURL:     c.SlackAPIURL,
 		Username:   c.SlackUsername,
 		IconEmoji:  c.SlackIconEmoji,
 		Timeout:    c.SlackTimeout,

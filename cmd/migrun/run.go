@@ -398,10 +398,16 @@ func notifyConfigError(ctx context.Context, environ map[string]string, scrub *re
 		WebhookURL: environ["SLACK_WEBHOOK_URL"],
 		BotToken:   environ["SLACK_BOT_TOKEN"],
 		Channel:    environ["SLACK_CHANNEL"],
+		APIURL:     environ["SLACK_API_URL"],
 		Username:   environ["SLACK_USERNAME"],
 		IconEmoji:  environ["SLACK_ICON_EMOJI"],
-		Logger:     slog.New(scrub.Handler(slog.NewTextHandler(stderr, nil))),
 	}
+	// The log format may be the very error; JSON when it was asked for.
+	var handler slog.Handler = slog.NewTextHandler(stderr, nil)
+	if environ["MIGRUN_LOG_FORMAT"] == "json" {
+		handler = slog.NewJSONHandler(stderr, nil)
+	}
+	opts.Logger = slog.New(scrub.Handler(handler))
 	policy, err := notify.ParsePolicy(environ["MIGRUN_NOTIFY"])
 	if environ["MIGRUN_NOTIFY"] == "" {
 		policy, err = notify.ParsePolicy("always")
