@@ -8,6 +8,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/migrun/migrun/internal/testdb"
 )
 
 // TestHolderKilled: the lock holder is SIGKILLed while its command runs.
@@ -69,4 +71,73 @@ func dead(pid int) bool {
 	rest := string(stat[strings.LastIndexByte(string(stat), ')')+1:])
 	fields := strings.Fields(rest)
 	return len(fields) > 0 && (fields[0] == "Z" || fields[0] == "X")
+}
+
+// TestServerStoppedWhileWaiting: the server stops while one runner holds the
+// lock and another waits, and stays down longer than the connect timeout.
+// The waiter gives up with exit 69 instead of hanging and never runs its
+// command; the holder's keep-alive reports the lost lock, and its exit status
+// is still its command's.
+func TestServerStoppedWhileWaiting(t *testing.T) {
+	for _, kind := range []string{testdb.KindPostgreSQL, testdb.KindMariaDB} {
+		t.Run(kind, func(t *testing.T) {
+			t.Parallel()
+			srv := testdb.NewPostgres
+			if kind == testdb.KindMariaDB {
+				srv = testdb.NewMariaDB
+			}
+			serverStoppedWhileWaiting(t, srv(t), nil)
+		})
+	}
+}
+
+// serverStoppedWhileWaiting plays the scenario on srv, which it stops and
+// starts again, with env added to every run's; it returns both runs.
+func serverStoppedWhileWaiting(t *testing.T, srv *testdb.Server, env map[string]string) []result {
+	t.Helper()
+	_, url := srv.CreateDatabase(t)
+	env = with(env, "DATABASE_URL", url, "MIGRUN_KEEPALIVE_INTERVAL", "200ms", "MIGRUN_CONNECT_TIMEOUT", "2s")
+	dir := t.TempDir()
+	held, release := filepath.Join(dir, "held"), filepath.Join(dir, "release")
+	holder := invocation{env: env, args: []string{"run", "--", "sh", "-c",
+		fmt.Sprintf("touch %s; while [ ! -e %s ]; do sleep 0.05; done", held, release)}}.start(t)
+	waitFor(t, "the holder to hold the lock", timeoutLong, func() bool { _, err := os.Stat(held); return err == nil })
+	ran := filepath.Join(dir, "waiter-ran")
+	waiter := invocation{env: env, args: []string{"run", "--lock-timeout=5m", "--", "touch", ran}}.start(t)
+	waitFor(t, "the waiter to wait", timeoutLong, func() bool {
+		return strings.Contains(waiter.stderr.String(), "waiting")
+	})
+
+	srv.Stop(t)
+	w := waiter.waitWithin(t, timeoutLong)
+	if w.status != 69 {
+		t.Errorf("waiter exited %d, want 69:\n%s", w.status, w.stderr)
+	}
+	if _, err := os.Stat(ran); err == nil {
+		t.Error("the waiter ran its command without the lock")
+	}
+	waitFor(t, "the holder to report the lost lock", timeoutLong, func() bool {
+		return strings.Contains(holder.stderr.String(), "lock connection lost")
+	})
+	if err := os.WriteFile(release, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h := holder.waitWithin(t, timeoutLong)
+	if h.status != 0 || !strings.Contains(h.termination, "lock lost while running") {
+		t.Errorf("holder exited %d, want 0 with the lost lock in its termination log:\n%s\n%s", h.status, h.termination, h.stderr)
+	}
+	srv.Start(t)
+	return []result{h, w}
+}
+
+// with returns a copy of env with the given key, value pairs set.
+func with(env map[string]string, kv ...string) map[string]string {
+	out := make(map[string]string, len(env)+len(kv)/2)
+	for k, v := range env {
+		out[k] = v
+	}
+	for i := 0; i+1 < len(kv); i += 2 {
+		out[kv[i]] = kv[i+1]
+	}
+	return out
 }

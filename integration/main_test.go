@@ -106,6 +106,18 @@ func (r *running) wait(t *testing.T) result {
 	}
 }
 
+// waitWithin is wait, but a run still going after d is killed and fails
+// the test: a hang is a finding, not a stuck test binary.
+func (r *running) waitWithin(t *testing.T, d time.Duration) result {
+	t.Helper()
+	timer := time.AfterFunc(d, func() { _ = r.cmd.Process.Kill() })
+	res := r.wait(t)
+	if !timer.Stop() {
+		t.Fatalf("migrun still running after %s, killed:\n%s", d, res.stderr)
+	}
+	return res
+}
+
 // syncBuffer is a bytes.Buffer safe to read while the process writes it.
 type syncBuffer struct {
 	mu sync.Mutex
