@@ -18,8 +18,9 @@ import (
 	"github.com/migrun/migrun/internal/testdb"
 )
 
-// migrunBin is the binary under test, built once by TestMain.
-var migrunBin string
+// migrunBin is the binary under test, built once by TestMain, as is
+// maxrssBin, which measures a program's own peak RSS (testdata/maxrss).
+var migrunBin, maxrssBin string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "migrun-integration-")
@@ -28,11 +29,14 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	migrunBin = filepath.Join(dir, "migrun")
-	build := exec.Command("go", "build", "-o", migrunBin, "github.com/migrun/migrun/cmd/migrun")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build migrun:", err)
-		os.Exit(1)
+	maxrssBin = filepath.Join(dir, "maxrss")
+	for bin, pkg := range map[string]string{migrunBin: "github.com/migrun/migrun/cmd/migrun", maxrssBin: "./testdata/maxrss"} {
+		build := exec.Command("go", "build", "-o", bin, pkg)
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintf(os.Stderr, "build %s: %v\n", pkg, err)
+			os.Exit(1)
+		}
 	}
 	defer os.RemoveAll(dir)
 	testdb.Main(m)
