@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"time"
 
 	"github.com/migrun/migrun/internal/dbconn"
@@ -45,11 +44,6 @@ func (o Options) retry(ctx context.Context, what string, dial func(ctx context.C
 		return fmt.Errorf("%w: %w", ErrUnsupported, err)
 	}
 	return err
-}
-
-// jitter spreads d by ±20%, so waiters woken together do not retry in step.
-func jitter(d time.Duration) time.Duration {
-	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
 }
 
 // keepAlive runs check every interval until stop is closed; the first

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/migrun/migrun/dburl"
+	"github.com/migrun/migrun/internal/dbconn"
 )
 
 // fileLocker holds an exclusive flock on a file beside a sqlite3
@@ -71,7 +72,7 @@ func (l *fileLocker) Lock(ctx context.Context) error {
 			l.opts.Logger.Info("lock is held by another runner; waiting", "lock", l.String())
 			announced = true
 		}
-		if err := sleep(ctx, jitter(backoff)); err != nil {
+		if err := sleep(ctx, dbconn.Jitter(backoff)); err != nil {
 			f.Close()
 			return err
 		}

@@ -98,7 +98,7 @@ func (p *pgLocker) Lock(ctx context.Context) error {
 			p.opts.Logger.Info("lock is held by another runner; waiting", "lock", p.String())
 			announced = true
 		}
-		if err := p.waitTurn(ctx, jitter(backoff)); err != nil {
+		if err := p.waitTurn(ctx, dbconn.Jitter(backoff)); err != nil {
 			if ctx.Err() != nil {
 				return ctxErr(ctx)
 			}

@@ -73,7 +73,7 @@ func Retry(ctx context.Context, timeout time.Duration, log *slog.Logger, what st
 			return fmt.Errorf("%w: connect to %s: gave up after %s (%d attempts): %w", ErrUnavailable, what, timeout, attempt, err)
 		}
 		log.Info("database not reachable yet; retrying", "database", what, "attempt", attempt, "err", err)
-		t := time.NewTimer(min(jitter(backoff), time.Until(deadline)))
+		t := time.NewTimer(min(Jitter(backoff), time.Until(deadline)))
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -84,8 +84,8 @@ func Retry(ctx context.Context, timeout time.Duration, log *slog.Logger, what st
 	}
 }
 
-// jitter spreads d by ±20%, so runners woken together do not retry in step.
-func jitter(d time.Duration) time.Duration {
+// Jitter spreads d by ±20%, so runners woken together do not retry in step.
+func Jitter(d time.Duration) time.Duration {
 	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
 }
 
