@@ -97,7 +97,8 @@ func TestSignalForwarded(t *testing.T) {
 	dir := t.TempDir()
 	sqlite := "sqlite3:" + filepath.Join(dir, "db.sqlite3")
 	ready := filepath.Join(dir, "ready")
-	r := invocation{env: map[string]string{"DATABASE_URL": sqlite}, args: []string{"--", "sh", "-c", "touch " + ready + "; exec sleep 60"}}.start(t)
+	rc, hook := newSlackReceiver(t)
+	r := invocation{env: map[string]string{"DATABASE_URL": sqlite, "SLACK_WEBHOOK_URL": hook}, args: []string{"--", "sh", "-c", "touch " + ready + "; exec sleep 60"}}.start(t)
 	waitFor(t, "the command to start", timeoutLong, func() bool {
 		_, err := os.Stat(ready)
 		return err == nil
@@ -109,6 +110,9 @@ func TestSignalForwarded(t *testing.T) {
 	res := r.wait(t)
 	if res.status != 143 || !strings.Contains(res.termination, "terminated by SIGTERM") {
 		t.Fatalf("status %d, termination log:\n%s\n%s", res.status, res.termination, res.stderr)
+	}
+	if _, raw := rc.all(); !strings.Contains(raw, "SIGTERM") {
+		t.Errorf("the notification does not say SIGTERM:\n%s", raw)
 	}
 	// The lock was released: the next runner gets it at once.
 	next := invocation{env: map[string]string{"DATABASE_URL": sqlite, "MIGRUN_LOCK_TIMEOUT": "5s"}, args: []string{"--", "true"}}.run(t)

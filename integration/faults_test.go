@@ -141,3 +141,19 @@ func with(env map[string]string, kv ...string) map[string]string {
 	}
 	return out
 }
+
+// TestLockLostIsReported: the lock holder's database session is ended while
+// its command runs; the keep-alive logs it, and the termination log and the
+// Slack notification carry it, while the exit status stays the command's.
+func TestLockLostIsReported(t *testing.T) {
+	for kind, srv := range servers(t) {
+		t.Run(kind, func(t *testing.T) {
+			t.Parallel()
+			rc, hook := newSlackReceiver(t)
+			lockBackendKilled(t, srv, map[string]string{"SLACK_WEBHOOK_URL": hook})
+			if _, raw := rc.all(); !strings.Contains(raw, "Lock lost") {
+				t.Errorf("the notification does not carry the lost lock:\n%s", raw)
+			}
+		})
+	}
+}

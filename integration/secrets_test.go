@@ -165,10 +165,10 @@ func TestNoSecretAnywhere(t *testing.T) {
 			return []result{res}
 		}},
 		{"lock backend terminated postgresql", func(t *testing.T, env map[string]string) []result {
-			return lockBackendKilled(t, pg, env, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'migrun' AND datname = '%s'")
+			return lockBackendKilled(t, pg, env)
 		}},
-		{"lock connection killed mariadb", func(t *testing.T, env map[string]string) []result {
-			return lockBackendKilled(t, my, env, "")
+		{"lock backend terminated mariadb", func(t *testing.T, env map[string]string) []result {
+			return lockBackendKilled(t, my, env)
 		}},
 		{"server stopped postgresql", func(t *testing.T, env map[string]string) []result {
 			srv, done := stoppable(t, testdb.KindPostgreSQL)
@@ -227,10 +227,9 @@ func TestNoSecretAnywhere(t *testing.T) {
 }
 
 // lockBackendKilled ends the lock holder's database session while its
-// command runs (terminateQuery for PostgreSQL, with %s for the database;
-// KILL for MariaDB): the keep-alive reports it, and the exit status is the
-// command's.
-func lockBackendKilled(t *testing.T, srv *testdb.Server, env map[string]string, terminateQuery string) []result {
+// command runs (pg_terminate_backend, KILL): the keep-alive reports it, and
+// the exit status is the command's.
+func lockBackendKilled(t *testing.T, srv *testdb.Server, env map[string]string) []result {
 	t.Helper()
 	db, url := srv.CreateDatabase(t)
 	dir := t.TempDir()
@@ -239,7 +238,7 @@ func lockBackendKilled(t *testing.T, srv *testdb.Server, env map[string]string, 
 		fmt.Sprintf("touch %s; while [ ! -e %s ]; do sleep 0.05; done", held, release)}}.start(t)
 	waitFor(t, "the holder to hold the lock", timeoutLong, func() bool { _, err := os.Stat(held); return err == nil })
 	if srv.Kind() == testdb.KindPostgreSQL {
-		srv.Exec(t, "", fmt.Sprintf(terminateQuery, db))
+		srv.Exec(t, "", fmt.Sprintf("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'migrun' AND datname = '%s'", db))
 	} else {
 		id := srv.QueryInt(t, "", fmt.Sprintf("SELECT id FROM information_schema.processlist WHERE user = '%s' AND db = '%s'", testdb.AppUser, db))
 		srv.Exec(t, "", fmt.Sprintf("KILL %d", id))
