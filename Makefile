@@ -38,5 +38,10 @@ fuzz:
 	go test -run='^$$' -fuzz='^FuzzParseMigrationFilename$$' -fuzztime=$(FUZZTIME) ./rails
 	go test -run='^$$' -fuzz='^FuzzBuildMessage$$' -fuzztime=$(FUZZTIME) ./notify
 
+# The benchmark suite (not part of test or CI): throwaway servers, a few minutes; writes BENCHMARKS.md.
+.PHONY: bench
+bench: build
+	go run ./bench -migrun $(BIN) -out BENCHMARKS.md
+
 clean:
 	rm -rf bin tmp

@@ -1,0 +1,189 @@
+// Command bench is migrun's benchmark suite (`make bench`): it measures
+// what migrun costs against the alternatives and baselines, on throwaway
+// PostgreSQL and MariaDB servers (internal/testdb) and a real Rails app,
+// prints the results and writes them to BENCHMARKS.md.
+//
+// The numbers are medians and percentiles over repeated, interleaved runs,
+// each quoted beside a baseline measured in the same run: absolute times on
+// a shared machine drift. Nothing here is a test; nothing asserts a time.
+//
+//	go run ./bench [-migrun bin/migrun] [-out BENCHMARKS.md] [-only overhead,handoff,...]
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// benchmarks in the order of the issue; -only picks by name.
+var benchmarks = []string{"overhead", "handoff", "throughput", "passthrough", "pending", "footprint"}
+
+type options struct {
+	migrun      string
+	out         string
+	only        []string
+	rounds      int   // overhead, footprint start-up
+	handoffs    int   // hand-off rounds of 10 waiters
+	throughputs int   // throughput rounds
+	passes      int   // pass-through repetitions
+	passBytes   int64 // pass-through output size
+	rails       int   // Rails runs per variant
+	migrations  int   // migration files in the Rails app
+}
+
+func main() {
+	var opts options
+	var only string
+	flag.StringVar(&opts.migrun, "migrun", "", "the migrun binary to measure (default: built here as `make build` builds it)")
+	flag.StringVar(&opts.out, "out", "", "write the results to this markdown file (e.g. BENCHMARKS.md)")
+	flag.StringVar(&only, "only", "", "comma-separated benchmarks to run: "+strings.Join(benchmarks, ","))
+	flag.IntVar(&opts.rounds, "rounds", 50, "overhead and start-up: runs of each variant")
+	flag.IntVar(&opts.handoffs, "handoffs", 10, "hand-off: rounds of one holder and 10 waiters, per database")
+	flag.IntVar(&opts.throughputs, "throughput-rounds", 3, "throughput: rounds of 20 runners, per lock")
+	flag.IntVar(&opts.passes, "passes", 3, "pass-through: runs of each variant")
+	flag.Int64Var(&opts.passBytes, "pass-bytes", 1<<30, "pass-through: bytes the command prints")
+	flag.IntVar(&opts.rails, "rails-runs", 5, "pending check: runs of each Rails variant")
+	flag.IntVar(&opts.migrations, "migrations", 500, "pending check: migration files in the Rails app")
+	flag.Parse()
+	if only != "" {
+		for _, name := range strings.Split(only, ",") {
+			name = strings.TrimSpace(name)
+			if !slices.Contains(benchmarks, name) {
+				log.Fatalf("unknown benchmark %q (want %s)", name, strings.Join(benchmarks, ", "))
+			}
+			opts.only = append(opts.only, name)
+		}
+	}
+	log.SetFlags(log.Ltime)
+	log.SetPrefix("bench: ")
+	if err := run(opts); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func (o options) wants(name string) bool { return len(o.only) == 0 || slices.Contains(o.only, name) }
+
+func run(opts options) (err error) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	began := time.Now()
+
+	tmp, err := os.MkdirTemp("", "migrun-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	// The servers and the Rails app run as other users when we are root.
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return err
+	}
+	t, err := buildTools(ctx, tmp, opts.migrun)
+	if err != nil {
+		return err
+	}
+
+	log.Print("starting PostgreSQL and MariaDB")
+	srv, err := startServers(ctx)
+	if err != nil {
+		return err
+	}
+	defer srv.close()
+	// A failure deep inside a benchmark (testdb reports through a
+	// testing.TB) panics with benchFailure; stop the servers before exiting.
+	defer func() {
+		if r := recover(); r != nil {
+			f, ok := r.(benchFailure)
+			if !ok {
+				panic(r)
+			}
+			err = errors.New(string(f))
+		}
+	}()
+
+	m := describeMachine(ctx, srv)
+	var sections []*section
+	add := func(name string, f func() *section) {
+		if !opts.wants(name) || ctx.Err() != nil {
+			return
+		}
+		log.Printf("running %s", name)
+		start := time.Now()
+		s := f()
+		if s.err != nil {
+			log.Printf("%s: %v", name, s.err)
+		}
+		log.Printf("%s done in %s", name, time.Since(start).Round(time.Second))
+		sections = append(sections, s)
+		fmt.Println(sectionText(s))
+	}
+	add("overhead", func() *section { return benchOverhead(ctx, t, srv, opts.rounds) })
+	add("handoff", func() *section { return benchHandoff(ctx, t, srv, opts.handoffs) })
+	add("throughput", func() *section { return benchThroughput(ctx, t, srv, opts.throughputs) })
+	add("passthrough", func() *section { return benchPassthrough(ctx, t, opts.passes, opts.passBytes) })
+	add("pending", func() *section { return benchPending(ctx, t, srv, opts.rails, opts.migrations) })
+	add("footprint", func() *section { return benchFootprint(ctx, t, srv, opts.rounds) })
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+
+	doc := document(m, opts, sections, time.Since(began))
+	fmt.Println(summary(sections))
+	if opts.out != "" {
+		if err := os.WriteFile(opts.out, []byte(doc), 0o644); err != nil {
+			return err
+		}
+		log.Printf("wrote %s", opts.out)
+	}
+	return nil
+}
+
+// benchFailure is what fatalTB panics with.
+type benchFailure string
+
+// buildTools builds the helper command, and migrun unless one is given,
+// with the Makefile's flags (static, stripped).
+func buildTools(ctx context.Context, tmp, migrun string) (*tools, error) {
+	t := &tools{tmp: tmp, helper: filepath.Join(tmp, "helper")}
+	build := func(out, pkg string, ldflags string) error {
+		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", ldflags, "-o", out, pkg)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("build %s: %w", pkg, err)
+		}
+		return nil
+	}
+	if err := build(t.helper, "github.com/migrun/migrun/bench/helper", "-s -w"); err != nil {
+		return nil, err
+	}
+	if migrun == "" {
+		t.migrun = filepath.Join(tmp, "migrun")
+		log.Print("building migrun as make build does")
+		if err := build(t.migrun, "github.com/migrun/migrun/cmd/migrun", "-s -w -X main.version=bench"); err != nil {
+			return nil, err
+		}
+	} else {
+		abs, err := filepath.Abs(migrun)
+		if err != nil {
+			return nil, err
+		}
+		t.migrun = abs
+	}
+	if _, err := os.Stat(t.migrun); err != nil {
+		return nil, err
+	}
+	log.Printf("migrun: %s (%s, GOMAXPROCS %d)", t.migrun, runtime.Version(), runtime.GOMAXPROCS(0))
+	return t, nil
+}

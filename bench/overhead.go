@@ -1,0 +1,285 @@
+package main
+
+import (
+	"context"
+	"crypto/pbkdf2"
+	"crypto/sha256"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// overheadTarget is the issue's bound on what migrun adds to a command.
+const overheadTarget = 10 * time.Millisecond
+
+// variant is one way of running `true`.
+type variant struct {
+	name string
+	inv  invocation
+}
+
+// benchOverhead: `migrun run -- true` under each lock against `true`
+// bare, in interleaved rounds, with migrun's own log timestamps splitting
+// where the time goes.
+func benchOverhead(ctx context.Context, t *tools, srv *servers, rounds int) *section {
+	s := &section{num: 1, title: "Overhead of the wrapper: `migrun run -- true`"}
+	_, pgURL := srv.database("postgresql")
+	_, myURL := srv.database("mariadb")
+	fileURL := "sqlite3:" + filepath.Join(t.tmp, "overhead.sqlite3")
+	runTrue := []string{"run", "--", "true"}
+	variants := []variant{
+		{"`true` bare", invocation{path: "/usr/bin/true"}},
+		{"migrun, no lock (`MIGRUN_LOCK_MODE=none`)", invocation{args: runTrue, env: map[string]string{"MIGRUN_LOCK_MODE": "none"}}},
+		{"migrun, file lock (sqlite3)", invocation{args: runTrue, env: map[string]string{"DATABASE_URL": fileURL}}},
+		{"migrun, PostgreSQL lock", invocation{args: runTrue, env: map[string]string{"DATABASE_URL": pgURL}}},
+		{"migrun, MariaDB lock", invocation{args: runTrue, env: map[string]string{"DATABASE_URL": myURL}}},
+	}
+	walls := make([][]time.Duration, len(variants))
+	phases := make([]map[string][]time.Duration, len(variants))
+	for i := range phases {
+		phases[i] = map[string][]time.Duration{}
+	}
+	// One warm-up round, then rounds that run every variant in turn, so a
+	// machine that slows down or speeds up affects them all alike.
+	for round := -1; round < rounds; round++ {
+		for i, v := range variants {
+			o, err := t.run(v.inv)
+			if err != nil {
+				s.err = err
+				return s
+			}
+			if round < 0 {
+				continue
+			}
+			walls[i] = append(walls[i], o.wall())
+			for name, d := range splitPhases(o) {
+				phases[i][name] = append(phases[i][name], d)
+			}
+		}
+	}
+
+	base := durations(walls[0]).medianDur()
+	s.method = fmt.Sprintf("Each variant runs %d times (after one warm-up round), interleaved: "+
+		"round after round, every variant once, so drift on a shared machine hits all alike. "+
+		"The time is the wall time from fork to wait4 of the whole process, as the benchmark program sees it. "+
+		"Added = median(migrun) − median(`true` bare). migrun logs in JSON with nanosecond timestamps; "+
+		"the phase table splits the medians at those log lines.", rounds)
+	for i, v := range variants {
+		med := durations(walls[i]).medianDur()
+		r := row{what: "overhead: " + v.name, result: fmt.Sprintf("%s median (p99 %s)", ms(med), ms(durations(walls[i]).p99Dur()))}
+		if i == 0 {
+			r.result = fmt.Sprintf("%s median (p99 %s)", ms(med), ms(durations(walls[i]).p99Dur()))
+			r.what = "overhead baseline: `true` bare"
+			s.rows = append(s.rows, r)
+			continue
+		}
+		added := med - base
+		r.baseline = ms(base) + " (`true` bare)"
+		r.ratio = fmt.Sprintf("+%s", ms(added))
+		if i >= 2 {
+			r.target = "< +10 ms"
+			r.verdict = judge(added < overheadTarget)
+		}
+		s.rows = append(s.rows, r)
+	}
+
+	// Where the time goes, from migrun's own log lines.
+	var rows [][]string
+	for i, v := range variants[1:] {
+		p := phases[i+1]
+		cell := func(name string) string {
+			if len(p[name]) == 0 {
+				return "—"
+			}
+			return ms(durations(p[name]).medianDur())
+		}
+		rows = append(rows, []string{v.name, cell(phaseStartup), cell(phaseLock), cell(phasePrepare), cell(phaseCommand), cell(phaseReport), ms(durations(walls[i+1]).medianDur())})
+	}
+	s.detail = append(s.detail, "Where the time goes (medians; phases split at migrun's log lines):\n\n"+
+		table([]string{"", "fork → first log (exec, Go start-up, config)", "connect + lock", "prepare command", "run `true`, unlock, disconnect", "report, exit", "total"}, rows))
+
+	// The lock protocol itself, in-process: the same statements on the
+	// same connection settings as migrun, each step timed.
+	pg, err := pgProtocolSteps(ctx, pgURL, rounds)
+	if err == nil {
+		s.detail = append(s.detail, "The PostgreSQL lock's round trips, timed in-process with migrun's own connection settings "+
+			"(dbconn.PostgresConfig: sslmode=prefer, simple protocol) and statements (medians):\n\n"+pg)
+	} else {
+		s.notes = append(s.notes, "PostgreSQL protocol breakdown failed: "+err.Error())
+	}
+	my, err := myProtocolSteps(ctx, myURL, rounds)
+	if err == nil {
+		s.detail = append(s.detail, "The MariaDB lock's round trips, timed in-process the same way (medians):\n\n"+my)
+	} else {
+		s.notes = append(s.notes, "MariaDB protocol breakdown failed: "+err.Error())
+	}
+	return s
+}
+
+const (
+	phaseStartup = "startup"
+	phaseLock    = "lock"
+	phasePrepare = "prepare"
+	phaseCommand = "command"
+	phaseReport  = "report"
+)
+
+// splitPhases splits one run at migrun's log lines. Without a lock
+// (mode none) there are no lock lines and those phases are missing.
+func splitPhases(o *outcome) map[string]time.Duration {
+	out := map[string]time.Duration{}
+	if len(o.logs) == 0 {
+		return out
+	}
+	first := o.logs[0].Time
+	out[phaseStartup] = first.Sub(o.started)
+	acquiring, acquired := o.logTime("acquiring lock"), o.logTime("lock acquired")
+	runningCmd, released := o.logTime("running command"), o.logTime("lock released")
+	outcomeAt := o.logs[len(o.logs)-1].Time
+	if !acquiring.IsZero() && !acquired.IsZero() {
+		out[phaseLock] = acquired.Sub(acquiring)
+		out[phasePrepare] = runningCmd.Sub(acquired)
+	} else {
+		out[phasePrepare] = runningCmd.Sub(first)
+	}
+	if !released.IsZero() {
+		out[phaseCommand] = released.Sub(runningCmd)
+		out[phaseReport] = o.ended.Sub(released)
+	} else {
+		out[phaseCommand] = outcomeAt.Sub(runningCmd)
+		out[phaseReport] = o.ended.Sub(outcomeAt)
+	}
+	return out
+}
+
+// pgProtocolSteps times each step migrun's PostgreSQL lock takes, with
+// pgx and the statements of lock/postgres.go.
+func pgProtocolSteps(ctx context.Context, url string, rounds int) (string, error) {
+	cfg, err := pgConfig(url)
+	if err != nil {
+		return "", err
+	}
+	noSSL := cfg.Copy()
+	noSSL.TLSConfig, noSSL.Fallbacks = nil, nil
+	const k1, k2 = 4242, 4343
+	steps := []string{
+		"connect (TCP, SSLRequest refused, startup, SCRAM-SHA-256 auth)",
+		"connect with sslmode=disable (no SSLRequest)",
+		"LISTEN",
+		"SELECT pg_try_advisory_lock",
+		"verify the lock is ours (pg_locks)",
+		"SELECT pg_advisory_unlock, pg_notify",
+		"close (Terminate)",
+	}
+	times := make([][]time.Duration, len(steps))
+	step := func(i int, f func() error) error {
+		start := time.Now()
+		err := f()
+		times[i] = append(times[i], time.Since(start))
+		return err
+	}
+	for range rounds {
+		var conn *pgx.Conn
+		if err := step(0, func() (err error) { conn, err = pgx.ConnectConfig(ctx, cfg); return err }); err != nil {
+			return "", err
+		}
+		var plain *pgx.Conn
+		if err := step(1, func() (err error) { plain, err = pgx.ConnectConfig(ctx, noSSL); return err }); err != nil {
+			return "", err
+		}
+		plain.Close(ctx)
+		err := step(2, func() error { _, err := conn.Exec(ctx, "LISTEN migrun_bench"); return err })
+		if err == nil {
+			err = step(3, func() error {
+				var ok bool
+				return conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1, $2)", k1, k2).Scan(&ok)
+			})
+		}
+		if err == nil {
+			err = step(4, func() error {
+				var ok bool
+				return conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks
+		WHERE locktype = 'advisory' AND classid = $1::oid AND objid = $2::oid AND objsubid = 2
+		  AND pid = pg_backend_pid() AND granted)`, int64(k1), int64(k2)).Scan(&ok)
+			})
+		}
+		if err == nil {
+			err = step(5, func() error {
+				_, err := conn.Exec(ctx, "SELECT pg_advisory_unlock($1, $2), pg_notify($3, '')", k1, k2, "migrun_bench")
+				return err
+			})
+		}
+		_ = step(6, func() error { return conn.Close(ctx) })
+		if err != nil {
+			return "", err
+		}
+	}
+	// The client's share of SCRAM: PBKDF2-HMAC-SHA256 over the password,
+	// 4096 iterations (PostgreSQL's default scram_iterations).
+	var kdf []time.Duration
+	for range rounds {
+		start := time.Now()
+		if _, err := pbkdf2.Key(sha256.New, "password-of-twenty-c", []byte("0123456789abcdef"), 4096, 32); err != nil {
+			return "", err
+		}
+		kdf = append(kdf, time.Since(start))
+	}
+	var rows [][]string
+	for i, name := range steps {
+		rows = append(rows, []string{name, ms(durations(times[i]).medianDur())})
+	}
+	rows = append(rows, []string{"of the connect: the client's PBKDF2 (4096 iterations, pure CPU)", ms(durations(kdf).medianDur())})
+	return table([]string{"step", "median"}, rows), nil
+}
+
+// myProtocolSteps times the steps of migrun's MariaDB lock.
+func myProtocolSteps(ctx context.Context, url string, rounds int) (string, error) {
+	steps := []string{
+		"connect (TCP, handshake, mysql_native_password auth, ping)",
+		"SELECT GET_LOCK(name, 5) (free)",
+		"DO RELEASE_LOCK(name)",
+		"close",
+	}
+	times := make([][]time.Duration, len(steps))
+	step := func(i int, f func() error) error {
+		start := time.Now()
+		err := f()
+		times[i] = append(times[i], time.Since(start))
+		return err
+	}
+	for range rounds {
+		db, err := openMySQL(url)
+		if err != nil {
+			return "", err
+		}
+		db.SetMaxOpenConns(1)
+		err = step(0, func() error {
+			conn, err := db.Conn(ctx)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			return conn.PingContext(ctx)
+		})
+		if err == nil {
+			err = step(1, func() error {
+				var got int
+				return db.QueryRowContext(ctx, "SELECT GET_LOCK(?, ?)", "migrun:bench", 5).Scan(&got)
+			})
+		}
+		if err == nil {
+			err = step(2, func() error { _, err := db.ExecContext(ctx, "DO RELEASE_LOCK(?)", "migrun:bench"); return err })
+		}
+		_ = step(3, db.Close)
+		if err != nil {
+			return "", err
+		}
+	}
+	var rows [][]string
+	for i, name := range steps {
+		rows = append(rows, []string{name, ms(durations(times[i]).medianDur())})
+	}
+	return table([]string{"step", "median"}, rows), nil
+}
