@@ -37,14 +37,6 @@ func (s sample) p99() float64    { return s.quantile(0.99) }
 func (s sample) min() float64    { return s.quantile(0) }
 func (s sample) max() float64    { return s.quantile(1) }
 
-func (s sample) sum() float64 {
-	var t float64
-	for _, v := range s {
-		t += v
-	}
-	return t
-}
-
 // medianDur and friends read a sample of durations (nanoseconds).
 func (s sample) medianDur() time.Duration { return time.Duration(s.median()) }
 func (s sample) p99Dur() time.Duration    { return time.Duration(s.p99()) }
