@@ -15,7 +15,7 @@ import (
 
 // machine is what the numbers were measured on.
 type machine struct {
-	cpu, cores, memory, kernel, virt, goVersion, postgres, mariadb, ruby, rails, date, commit string
+	cpu, cores, memory, kernel, virt, goVersion, postgres, mariadb, ruby, rails, date, commit, load string
 }
 
 func describeMachine(ctx context.Context, srv *servers) machine {
@@ -47,6 +47,12 @@ func describeMachine(ctx context.Context, srv *servers) machine {
 	var uts unix.Utsname
 	if unix.Uname(&uts) == nil {
 		m.kernel = "Linux " + unix.ByteSliceToString(uts.Release[:])
+	}
+	if data, err := os.ReadFile("/proc/loadavg"); err == nil {
+		f := strings.Fields(string(data))
+		if len(f) >= 3 {
+			m.load = strings.Join(f[:3], " ")
+		}
 	}
 	m.postgres, m.mariadb = srv.versions(ctx)
 	m.ruby = firstLine(command(ctx, "ruby", "-v"))
@@ -97,6 +103,7 @@ fsync off.
 		{"MariaDB", m.mariadb},
 		{"Ruby / Rails", m.ruby + " / Rails " + m.rails},
 		{"migrun", "commit " + m.commit + ", built as `make build` does (CGO_ENABLED=0, -trimpath, -s -w)"},
+		{"load average at the start", m.load + " (1, 5, 15 min)"},
 		{"whole run", took.Round(time.Second).String()},
 	}))
 	b.WriteString(`
@@ -112,10 +119,11 @@ fsync off.
 - **Wall times** are taken by the benchmark program around the whole process
   (fork to wait4). Finer splits come from migrun's own JSON log lines
   (nanosecond timestamps) and from timestamps the command itself writes.
-- **CPU time and peak RSS** come from wait4's rusage and from /proc; where
-  wait4 mixes in the command's own (it reports the larger RSS of the process
-  and the children it reaped), the command's share is measured apart and
-  stated.
+- **CPU time** comes from the kernel's per-thread schedstat in /proc (while
+  a process waits) and from wait4's rusage less the command's own, which the
+  command reports (for whole runs). **Peak RSS** is ru_maxrss as wait4 reports
+  it to a small launcher process, since Linux counts a parent's RSS at fork
+  time into its child's ru_maxrss, cross-checked with VmHWM from /proc.
 - Nothing here is a test: ` + "`go test`" + ` asserts no time.
 
 `)

@@ -181,7 +181,8 @@ func passNotes(rows []row) []string {
 		"writes it into one, migrun reads it and writes it into its stdout, and the sink reads it; two more copies and a third "+
 		"process on the machine's two CPUs. A minimal relay that does only that keeps well under the direct throughput "+
 		"itself (table above); migrun reaches %s (lines) and %s (chunks) of that relay: it also copies each read into its "+
-		"bounded capture, under a lock. The zero-copy relay does no better, so the copies are not the bound: with 64 KiB "+
+		"bounded capture, under a lock, and reads through Go's netpoller (a non-blocking pipe: an empty read parks the "+
+		"reader until epoll wakes it). The zero-copy relay does no better, so the copies are not the bound: with 64 KiB "+
 		"pipes and 32 KiB reads the processes wake each other every few KiB. When this suite was written, a CPU profile of "+
 		"the same path in-process (`go test ./bench -run '^$' -bench PassThrough -cpuprofile cpu.prof`) put about 80%% of "+
 		"migrun's CPU time in read and write system calls and under 10%% in its own code.", rows[1].ratio, rows[3].ratio)}

@@ -109,7 +109,7 @@ func benchThroughput(ctx context.Context, t *tools, srv *servers, rounds int) *s
 	s.detail = append(s.detail, "The gaps, over all rounds, and by how many runners were still waiting (the first five hand-offs of a "+
 		"round, with 19 to 15 waiting, against the last five, with 5 to 1):\n\n"+
 		table([]string{"lock", "gap p50", "gap p99", "gap max", "p50, 19–15 waiting", "p50, 5–1 waiting"}, gapRows))
-	s.notes = append(s.notes, throughputNotes(s.rows[1:], gapRows)...)
+	s.notes = append(s.notes, throughputNotes(s.rows[1:], gapRows, partRows)...)
 	return s
 }
 
@@ -131,7 +131,7 @@ func (rp roundParts) sumGaps() time.Duration {
 }
 
 // throughputNotes explains the misses from the figures of the run.
-func throughputNotes(rows []row, gapRows [][]string) []string {
+func throughputNotes(rows []row, gapRows, partRows [][]string) []string {
 	notes := []string{"**What bounds it.** 20 commands of 100 ms leave 100 ms for everything else: the first runner's " +
 		"start (a PostgreSQL connection alone is several milliseconds, §1), 19 hand-offs, each also starting the next " +
 		"command, and the last exit; so about 4.5 ms per hand-off. The bare serial baseline shows what starting 20 processes " +
@@ -142,13 +142,15 @@ func throughputNotes(rows []row, gapRows [][]string) []string {
 		}
 		switch {
 		case strings.HasPrefix(gapRows[i][0], "PostgreSQL"):
-			notes = append(notes, fmt.Sprintf("PostgreSQL misses it by its hand-offs (p50 %s): each release NOTIFYs every waiting "+
+			notes = append(notes, fmt.Sprintf("PostgreSQL misses it at its first start (%s: twenty runners connect at once, and "+
+				"with sslmode=prefer against a server without TLS each connection forks two backends, all on the same two CPUs) "+
+				"and by its hand-offs (p50 %s): each release NOTIFYs every waiting "+
 				"runner, and all of them try at once, a round trip with a pg_locks read each on its own backend, on the same two "+
 				"CPUs as the winner's verification and the next command's start. The gaps shrink as the queue drains (p50 %s with "+
 				"19 to 15 waiting, %s with 5 to 1). MariaDB's GET_LOCK wakes exactly one waiter inside the server. Only "+
 				"waking one PostgreSQL waiter per release (a queue, e.g. a channel per waiter, the holder notifying the "+
 				"longest-waiting one) would remove the herd; cheaper statements (see §1) shorten each hand-off a little.",
-				gapRows[i][1], gapRows[i][4], gapRows[i][5]))
+				partRows[i][2], gapRows[i][1], gapRows[i][4], gapRows[i][5]))
 		case strings.HasPrefix(gapRows[i][0], "file"):
 			notes = append(notes, fmt.Sprintf("The file lock misses it by its hand-offs (p50 %s, max %s): a waiter polls flock(LOCK_NB) "+
 				"with a backoff from 10 ms doubling to 200 ms, so the lock sits free until the next poll. A blocking flock(2) on a "+
