@@ -11,13 +11,11 @@ package main
 
 import (
 	"context"
-	"errors"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"testing"
 
 	"github.com/migrun/migrun/dburl"
@@ -26,31 +24,14 @@ import (
 	"github.com/migrun/migrun/runner"
 )
 
-var (
-	helperOnce sync.Once
-	helperPath string
-	helperErr  error
-)
-
-// benchHelper builds the helper command once per test binary.
+// benchHelper builds the helper command into the benchmark's temp dir.
 func benchHelper(b *testing.B) string {
 	b.Helper()
-	helperOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "migrun-bench-helper-")
-		if err != nil {
-			helperErr = err
-			return
-		}
-		helperPath = filepath.Join(dir, "helper")
-		out, err := exec.Command("go", "build", "-o", helperPath, "github.com/migrun/migrun/bench/helper").CombinedOutput()
-		if err != nil {
-			helperErr = errors.New(string(out))
-		}
-	})
-	if helperErr != nil {
-		b.Fatal(helperErr)
+	path := filepath.Join(b.TempDir(), "helper")
+	if out, err := exec.Command("go", "build", "-o", path, "github.com/migrun/migrun/bench/helper").CombinedOutput(); err != nil {
+		b.Fatalf("build the helper: %v\n%s", err, out)
 	}
-	return helperPath
+	return path
 }
 
 // BenchmarkPassThrough runs the helper's generator under runner.Start, as
