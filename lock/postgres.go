@@ -24,7 +24,16 @@ type pgLocker struct {
 	channel string // LISTEN/NOTIFY channel of this key
 	conn    *pgx.Conn
 	held    bool
+	// listening: LISTEN has run on conn. Only a runner that found the
+	// lock held needs it, so the uncontended path saves the round trip.
+	listening bool
+	pid       int32 // the server session that took the lock
 }
+
+// pollInterval bounds how long a session-mode waiter relies on the
+// holder's NOTIFY alone: it wakes waiters at once when the lock is
+// released, but a holder that dies frees the lock without sending one.
+const pollInterval = 2 * time.Second
 
 func newPostgres(u *dburl.URL, opts Options) *pgLocker {
 	h := fnv.New64a()
@@ -58,19 +67,18 @@ func (p *pgLocker) connect(ctx context.Context) error {
 		if err != nil {
 			return dbconn.ClassifyPostgres(err, cfg)
 		}
-		if p.opts.Mode == ModeSession {
-			if _, err := conn.Exec(ctx, "LISTEN "+p.channel); err != nil {
-				conn.Close(context.Background())
-				return fmt.Errorf("listen: %w", err)
-			}
-		}
-		p.conn = conn
+		p.conn, p.listening = conn, false
 		return nil
 	})
 }
 
 func (p *pgLocker) Lock(ctx context.Context) error {
+	// Transaction mode can only poll: start often, back off to the bound.
+	// Session mode is woken by NOTIFY and polls only for a dead holder.
 	backoff := 50 * time.Millisecond
+	if p.opts.Mode == ModeSession {
+		backoff = pollInterval
+	}
 	announced := false
 	for {
 		if p.conn == nil {
@@ -93,6 +101,21 @@ func (p *pgLocker) Lock(ctx context.Context) error {
 		}
 		if ok {
 			return p.acquired(ctx)
+		}
+		if p.opts.Mode == ModeSession && !p.listening {
+			// LISTEN, then try again at once: a release between the
+			// failed try and the LISTEN sent a NOTIFY nobody heard.
+			if _, err := p.conn.Exec(ctx, "LISTEN "+p.channel); err != nil {
+				if ctx.Err() != nil {
+					return ctxErr(ctx)
+				}
+				if err := p.dropBroken(fmt.Errorf("listen: %w", err)); err != nil {
+					return err
+				}
+				continue
+			}
+			p.listening = true
+			continue
 		}
 		if !announced {
 			p.opts.Logger.Info("lock is held by another runner; waiting", "lock", p.String())
@@ -122,7 +145,7 @@ func (p *pgLocker) try(ctx context.Context) (bool, error) {
 		// session even through a pooler) refuses instead of taking it.
 		var got *bool
 		err := p.conn.QueryRow(ctx, `SELECT CASE WHEN EXISTS (`+heldHere+`) THEN NULL
-			ELSE pg_try_advisory_lock($3, $4) END`, int64(uint32(p.k1)), int64(uint32(p.k2)), p.k1, p.k2).Scan(&got)
+			ELSE pg_try_advisory_lock($3, $4) END, pg_backend_pid()`, int64(uint32(p.k1)), int64(uint32(p.k2)), p.k1, p.k2).Scan(&got, &p.pid)
 		if err == nil && got == nil {
 			return false, errPooled
 		}
@@ -177,7 +200,7 @@ func (p *pgLocker) dropBroken(err error) error {
 // session lock would then exclude nobody) and starts the keep-alive.
 func (p *pgLocker) acquired(ctx context.Context) error {
 	p.held = true
-	ours, err := p.ours(ctx)
+	ours, err := p.sameSession(ctx)
 	if err != nil {
 		p.Unlock(context.WithoutCancel(ctx))
 		return fmt.Errorf("%w: verify %s: %s", ErrUnavailable, p.String(), dbconn.LastLine(err))
@@ -208,6 +231,19 @@ var errPooled = fmt.Errorf("%w: migrun's statements do not all run in one databa
 const heldHere = `SELECT 1 FROM pg_locks
 		WHERE locktype = 'advisory' AND classid = $1::oid AND objid = $2::oid AND objsubid = 2
 		  AND pid = pg_backend_pid() AND granted`
+
+// sameSession reports whether this statement runs in the server session
+// whose try took the lock (in session mode; in transaction mode the lock
+// is checked in pg_locks). Cheaper than reading pg_locks again, and the
+// same answer: the try just took the lock in that session.
+func (p *pgLocker) sameSession(ctx context.Context) (bool, error) {
+	if p.opts.Mode != ModeSession {
+		return p.ours(ctx)
+	}
+	var pid int32
+	err := p.conn.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid)
+	return err == nil && pid == p.pid, err
+}
 
 // ours reports whether this backend holds the lock.
 func (p *pgLocker) ours(ctx context.Context) (bool, error) {
