@@ -7,10 +7,8 @@ import (
 	"fmt"
 	"os"
 	"syscall"
-	"time"
 
 	"github.com/migrun/migrun/dburl"
-	"github.com/migrun/migrun/internal/dbconn"
 )
 
 // fileLocker holds an exclusive flock on a file beside a sqlite3
@@ -56,27 +54,50 @@ func (l *fileLocker) Lock(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("%w: open lock file: %w", ErrUnavailable, err)
 	}
-	backoff := 10 * time.Millisecond
-	announced := false
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			l.f = f
-			return nil
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
+	fd := int(f.Fd())
+	err = flock(fd, syscall.LOCK_EX|syscall.LOCK_NB)
+	if err == nil {
+		l.f = f
+		return nil
+	}
+	if !errors.Is(err, syscall.EWOULDBLOCK) {
+		f.Close()
+		return fmt.Errorf("%w: lock %s: %w", ErrUnavailable, l.path, err)
+	}
+	l.opts.Logger.Info("lock is held by another runner; waiting", "lock", l.String())
+	// Wait in the kernel, which hands the lock over the moment the holder
+	// releases it (or dies): no polling, no delay. A blocked flock(2)
+	// cannot be interrupted, so it waits on a goroutine (and thread) of its
+	// own; when ctx ends first it is abandoned, and gives the lock back
+	// should it get it later.
+	got := make(chan error, 1)
+	go func() { got <- flock(fd, syscall.LOCK_EX) }()
+	select {
+	case err := <-got:
+		if err != nil {
 			f.Close()
 			return fmt.Errorf("%w: lock %s: %w", ErrUnavailable, l.path, err)
 		}
-		if !announced {
-			l.opts.Logger.Info("lock is held by another runner; waiting", "lock", l.String())
-			announced = true
-		}
-		if err := sleep(ctx, dbconn.Jitter(backoff)); err != nil {
+		l.f = f
+		return nil
+	case <-ctx.Done():
+		go func() {
+			if <-got == nil {
+				_ = flock(fd, syscall.LOCK_UN)
+			}
 			f.Close()
+		}()
+		return ctxErr(ctx)
+	}
+}
+
+// flock is flock(2), restarted when a signal interrupts it.
+func flock(fd, how int) error {
+	for {
+		err := syscall.Flock(fd, how)
+		if !errors.Is(err, syscall.EINTR) {
 			return err
 		}
-		backoff = min(backoff*2, 200*time.Millisecond)
 	}
 }
 
