@@ -106,6 +106,10 @@ func (r *run) execute(ctx context.Context) int {
 	if err != nil {
 		return r.fail(report.ConfigError, exitUsage, err)
 	}
+	// The command's environment (and the Ruby sync file) is ready before
+	// the lock: when runners queue, it is not part of the hand-off.
+	env, cleanup := r.commandEnv()
+	defer cleanup()
 	if status, ok := r.acquire(ctx, locker); !ok {
 		return status
 	}
@@ -126,7 +130,7 @@ func (r *run) execute(ctx context.Context) int {
 		r.res.Output = r.cfg.EmptyOutput
 		return 0
 	}
-	return r.runCommand(locker)
+	return r.runCommand(locker, env)
 }
 
 // nothingPending checks, under the lock, whether every database already
@@ -209,9 +213,7 @@ func (r *run) acquire(ctx context.Context, locker lock.Locker) (int, bool) {
 
 // runCommand runs the command under the held lock, forwarding signals, and
 // records how it ended.
-func (r *run) runCommand(locker lock.Locker) int {
-	env, cleanup := r.commandEnv()
-	defer cleanup()
+func (r *run) runCommand(locker lock.Locker, env []string) int {
 	r.log.Info("running command", "command", strings.Join(r.cfg.Command, " "))
 	proc, err := runner.Start(r.cfg.Command, env, runner.Options{
 		Stdout:      r.stdout,
