@@ -12,12 +12,18 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 const (
 	defaultCapture      = 64 << 10
 	defaultDrainTimeout = 2 * time.Second
-	readBufferSize      = 32 << 10
+	readBufferSize      = 256 << 10
+	// pipeSize is the capacity asked for the command's output pipes (64 KiB
+	// by default): a command that prints fast is woken, and migrun wakes to
+	// read, once per 256 KiB rather than per few KiB.
+	pipeSize = 1 << 20
 )
 
 // Process is a running command started by Start.
@@ -66,6 +72,13 @@ func Start(argv []string, env []string, opts Options) (*Process, error) {
 		outR.Close()
 		outW.Close()
 		return nil, fmt.Errorf("start %q: stderr pipe: %w", name, err)
+	}
+	// Best effort: above /proc/sys/fs/pipe-max-size (1 MiB by default) an
+	// unprivileged process is refused, and the default size still works.
+	for _, w := range []*os.File{outW, errW} {
+		if sc, err := w.SyscallConn(); err == nil {
+			_ = sc.Control(func(fd uintptr) { _, _ = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, pipeSize) })
+		}
 	}
 	cmd := &exec.Cmd{
 		Path:   path,
