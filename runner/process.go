@@ -75,9 +75,23 @@ func Start(argv []string, env []string, opts Options) (*Process, error) {
 	}
 	// Best effort: above /proc/sys/fs/pipe-max-size (1 MiB by default) an
 	// unprivileged process is refused, and the default size still works.
-	for _, w := range []*os.File{outW, errW} {
+	// The live writers too, when they are pipes (a container's log pipe),
+	// so a 256 KiB write is not cut into four waits for the reader;
+	// F_SETPIPE_SZ fails harmlessly on anything else.
+	files := []*os.File{outW, errW}
+	for _, w := range []io.Writer{opts.Stdout, opts.Stderr} {
+		if f, ok := w.(*os.File); ok {
+			files = append(files, f)
+		}
+	}
+	for _, w := range files {
 		if sc, err := w.SyscallConn(); err == nil {
-			_ = sc.Control(func(fd uintptr) { _, _ = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, pipeSize) })
+			_ = sc.Control(func(fd uintptr) {
+				// Only pipes answer, and only grow: never shrink a larger one.
+				if size, err := unix.FcntlInt(fd, unix.F_GETPIPE_SZ, 0); err == nil && size < pipeSize {
+					_, _ = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, pipeSize)
+				}
+			})
 		}
 	}
 	cmd := &exec.Cmd{
