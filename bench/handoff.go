@@ -131,10 +131,11 @@ func handoffNotes(pg, my *handoffStats, rows []row) []string {
 		"disconnect and the next command's start. PostgreSQL's wake-up is %s (p50) / %s (p99) and its command start %s (p50) "+
 		"against MariaDB's %s; its releasing side %s against %s.",
 		p50(my.wake), p50(pg.wake), p99(pg.wake), p50(pg.exec), p50(my.exec), p50(pg.release), p50(my.release))}
-	notes = append(notes, fmt.Sprintf("**Waiters' CPU.** PostgreSQL waiters also poll, as the fallback for a holder that dies "+
-		"without sending a NOTIFY, with a wait that starts at 50 ms and doubles to 2 s: in the first second of waiting a few "+
-		"wake-ups (median %s per second), later one every 2 s (%s per second). MariaDB waiters sit in GET_LOCK, re-issued every "+
-		"5 s (%s per second).", perSec(pg.waitCPU1), perSec(pg.waitCPU2), perSec(my.waitCPU)))
+	notes = append(notes, fmt.Sprintf("**Waiters' CPU.** PostgreSQL waiters are woken by the holder's NOTIFY; they also poll "+
+		"every 2 s, the fallback for a holder that dies without sending one (PostgreSQL frees its lock, but nobody "+
+		"notifies): median %s per second in the first second of waiting (the LISTEN and the immediate second try), %s "+
+		"per second later. MariaDB waiters sit in GET_LOCK, re-issued every 5 s (%s per second).",
+		perSec(pg.waitCPU1), perSec(pg.waitCPU2), perSec(my.waitCPU)))
 	var cpuMissed, handoffMissed bool
 	for _, r := range rows {
 		if r.verdict == missed && strings.HasSuffix(r.what, "PostgreSQL") {
@@ -143,9 +144,7 @@ func handoffNotes(pg, my *handoffStats, rows []row) []string {
 		}
 	}
 	if cpuMissed {
-		notes = append(notes, "In session mode the NOTIFY already wakes waiters at once, so the fallback poll could start at "+
-			"its 2 s bound (a change to lock/postgres.go, not made by this suite): the early wake-ups would go, and a dead "+
-			"holder would still be noticed within 2 s.")
+		notes = append(notes, "What remains of a waiter's CPU is the Go runtime's own timers and the 2 s poll.")
 	}
 	if handoffMissed {
 		notes = append(notes, "The PostgreSQL hand-off misses its bound through the herd above: only waking one waiter per "+

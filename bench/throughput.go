@@ -178,10 +178,9 @@ func throughputNotes(sums []lockSummary) []string {
 				"would remove the herd.",
 				ms(l.firstStart), ms(my.firstStart), ms(max(budget, 0)), ms(my.gapP50), ms(l.gapP50), ms(l.early), ms(l.late)))
 		case strings.HasPrefix(l.label, "file"):
-			notes = append(notes, fmt.Sprintf("The file lock misses it by its hand-offs (p50 %s, max %s): a waiter polls flock(LOCK_NB) "+
-				"with a backoff from 10 ms doubling to 200 ms, so the lock sits free until the next poll. A blocking flock(2) on a "+
-				"thread of its own (abandoned, and released if it succeeds late, when the lock timeout passes) would be woken by the "+
-				"kernel at the release (a change to lock/file.go, not made by this suite).", ms(l.gapP50), ms(l.gapMax)))
+			notes = append(notes, fmt.Sprintf("The file lock misses it by its hand-offs (p50 %s, max %s): waiters block in "+
+				"flock(2), which the kernel wakes at the release, so what is left is the next migrun's wake-up and the "+
+				"command's start on a busy machine.", ms(l.gapP50), ms(l.gapMax)))
 		}
 	}
 	return notes
