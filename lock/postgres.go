@@ -129,7 +129,7 @@ func (p *pgLocker) Lock(ctx context.Context) error {
 				return err
 			}
 		}
-		backoff = min(backoff*2, 2*time.Second)
+		backoff = min(backoff*2, pollInterval)
 	}
 }
 
