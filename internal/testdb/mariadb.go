@@ -8,14 +8,15 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"time"
 
 	"github.com/go-sql-driver/mysql"
 )
 
 func (s *Server) initMariaDB(ctx context.Context, pickPort func() (int, error)) error {
+	// Its own tmpdir, as for the server below: the temporary tables of a
+	// bootstrap in a shared /tmp have been seen to vanish under it.
 	args := []string{"--no-defaults", "--auth-root-authentication-method=normal", "--skip-test-db",
-		"--datadir=" + s.dataDir()}
+		"--datadir=" + s.dataDir(), "--tmpdir=" + s.dir}
 	if s.runAs != nil {
 		args = append(args, "--user=mysql")
 	}
@@ -59,40 +60,23 @@ func (s *Server) startMariaDB(ctx context.Context) error {
 		"--port=" + strconv.Itoa(s.port), "--bind-address=127.0.0.1", "--skip-networking=0",
 		"--pid-file=" + filepath.Join(s.dir, "my.pid"), "--log-error=" + logFile,
 		"--innodb-flush-log-at-trx-commit=0", "--innodb-buffer-pool-size=32M",
-		"--max-connections=400", "--skip-name-resolve"}
+		"--max-connections=400", "--skip-name-resolve", "--tmpdir=" + s.dir}
 	if s.runAs != nil {
 		args = append(args, "--user=mysql")
 	}
 	// Not CommandContext: the server outlives the start's deadline.
 	cmd := exec.Command(mariadbdBin(), args...)
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start mariadbd: %w", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	ctx, cancel := context.WithTimeout(ctx, startTimeout)
-	defer cancel()
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		if conn, err := net.Dial("unix", s.socket()); err == nil {
-			conn.Close()
-			// Wait for it to answer as well as accept.
-			if s.admin == "" || s.exec(ctx, "", "SELECT 1") == nil {
-				break
-			}
+	exited, err := startDaemon(ctx, cmd, logFile, func() bool {
+		conn, err := net.Dial("unix", s.socket())
+		if err != nil {
+			return false
 		}
-		select {
-		case err := <-exited:
-			log, _ := os.ReadFile(logFile)
-			return fmt.Errorf("mariadbd exited: %v\nmariadb.log:\n%s", err, tail(string(log), 2000))
-		case <-ctx.Done():
-			_ = cmd.Process.Kill()
-			<-exited
-			log, _ := os.ReadFile(logFile)
-			return fmt.Errorf("mariadbd did not accept connections: %w\nmariadb.log:\n%s", ctx.Err(), tail(string(log), 2000))
-		case <-tick.C:
-		}
+		conn.Close()
+		// Wait for it to answer as well as accept.
+		return s.admin == "" || s.exec(ctx, "", "SELECT 1") == nil
+	})
+	if err != nil {
+		return err
 	}
 	s.running, s.mariadbd, s.exited = true, cmd.Process, exited
 	return nil

@@ -116,33 +116,19 @@ logfile = %s
 	cmd := exec.Command(bin, "-q", ini)
 	cmd.Dir = b.dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: runAs, Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start pgbouncer: %w", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	ctx, cancel := context.WithTimeout(ctx, startTimeout)
-	defer cancel()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(b.port))
-	for {
-		if conn, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+	exited, err := startDaemon(ctx, cmd, filepath.Join(b.dir, "pgbouncer.log"), func() bool {
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
 			conn.Close()
-			b.proc, b.exited = cmd.Process, exited
-			return nil
 		}
-		select {
-		case err := <-exited:
-			log, _ := os.ReadFile(filepath.Join(b.dir, "pgbouncer.log"))
-			return fmt.Errorf("pgbouncer exited: %v\npgbouncer.log:\n%s", err, tail(string(log), 2000))
-		case <-ctx.Done():
-			_ = cmd.Process.Kill()
-			<-exited
-			return fmt.Errorf("pgbouncer did not listen on %s: %w", addr, ctx.Err())
-		case <-tick.C:
-		}
+		return err == nil
+	})
+	if err != nil {
+		return err
 	}
+	b.proc, b.exited = cmd.Process, exited
+	return nil
 }
 
 // close stops PgBouncer at once (SIGTERM: immediate shutdown, clients are

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"os/user"
 	"path/filepath"
 	"strconv"
@@ -142,6 +143,36 @@ func waitGone(ctx context.Context, pid int) error {
 		}
 	}
 	return nil
+}
+
+// startDaemon starts a server process that runs until stopped and waits,
+// up to startTimeout, for ready to hold. If it exits or never gets ready,
+// the error carries the end of its log file. exited receives its exit.
+func startDaemon(ctx context.Context, cmd *exec.Cmd, logFile string, ready func() bool) (exited chan error, err error) {
+	name := filepath.Base(cmd.Path)
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	exited = make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	ctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for !ready() {
+		select {
+		case err := <-exited:
+			log, _ := os.ReadFile(logFile)
+			return nil, fmt.Errorf("%s exited: %v\n%s:\n%s", name, err, filepath.Base(logFile), tail(string(log), 2000))
+		case <-ctx.Done():
+			_ = cmd.Process.Kill()
+			<-exited
+			log, _ := os.ReadFile(logFile)
+			return nil, fmt.Errorf("%s did not get ready: %w\n%s:\n%s", name, ctx.Err(), filepath.Base(logFile), tail(string(log), 2000))
+		case <-tick.C:
+		}
+	}
+	return exited, nil
 }
 
 func credential(name string) (*syscall.Credential, error) {
