@@ -97,12 +97,8 @@ func serverStoppedWhileWaiting(t *testing.T, srv *testdb.Server, env map[string]
 	t.Helper()
 	_, url := srv.CreateDatabase(t)
 	env = with(env, "DATABASE_URL", url, "MIGRUN_KEEPALIVE_INTERVAL", "200ms", "MIGRUN_CONNECT_TIMEOUT", "2s")
-	dir := t.TempDir()
-	held, release := filepath.Join(dir, "held"), filepath.Join(dir, "release")
-	holder := invocation{env: env, args: []string{"run", "--", "sh", "-c",
-		fmt.Sprintf("touch %s; while [ ! -e %s ]; do sleep 0.05; done", held, release)}}.start(t)
-	waitFor(t, "the holder to hold the lock", timeoutLong, func() bool { _, err := os.Stat(held); return err == nil })
-	ran := filepath.Join(dir, "waiter-ran")
+	holder, release := holdLock(t, env)
+	ran := filepath.Join(t.TempDir(), "waiter-ran")
 	waiter := invocation{env: env, args: []string{"run", "--lock-timeout=5m", "--", "touch", ran}}.start(t)
 	waitFor(t, "the waiter to wait", timeoutLong, func() bool {
 		return strings.Contains(waiter.stderr.String(), "waiting")
@@ -119,9 +115,7 @@ func serverStoppedWhileWaiting(t *testing.T, srv *testdb.Server, env map[string]
 	waitFor(t, "the holder to report the lost lock", timeoutLong, func() bool {
 		return strings.Contains(holder.stderr.String(), "lock connection lost")
 	})
-	if err := os.WriteFile(release, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	release()
 	h := holder.waitWithin(t, timeoutLong)
 	if h.status != 0 || !strings.Contains(h.termination, "lock lost while running") {
 		t.Errorf("holder exited %d, want 0 with the lost lock in its termination log:\n%s\n%s", h.status, h.termination, h.stderr)

@@ -15,20 +15,10 @@ func TestFiftyRunners(t *testing.T) {
 			t.Parallel()
 			_, url := srv.CreateDatabase(t)
 			env := map[string]string{"DATABASE_URL": url}
-			for round := range rounds {
+			for range rounds {
 				marks := filepath.Join(t.TempDir(), "marks")
-				started := make([]*running, 0, runners)
-				for range runners {
-					started = append(started, invocation{env: env, args: markedRun(marks, "0")}.start(t))
-				}
-				var results []result
-				for i, r := range started {
-					res := r.waitWithin(t, 5*timeoutLong)
-					results = append(results, res)
-					if res.status != 0 {
-						t.Errorf("round %d: runner %d exited %d:\n%s", round, i, res.status, res.stderr)
-					}
-				}
+				results := runConcurrently(t, copies(invocation{env: env, args: markedRun(marks, "0")}, runners)...)
+				assertSucceeded(t, results)
 				assertNoOverlap(t, marks, runners)
 				assertNoSecret(t, srv.Password(), results...)
 			}

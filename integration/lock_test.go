@@ -20,18 +20,8 @@ func TestLockExcludes(t *testing.T) {
 			t.Parallel()
 			_, url := srv.CreateDatabase(t)
 			marks := filepath.Join(t.TempDir(), "marks")
-			var started []*running
-			for range runners {
-				started = append(started, invocation{env: map[string]string{"DATABASE_URL": url}, args: markedRun(marks, "0.1")}.start(t))
-			}
-			var results []result
-			for i, r := range started {
-				res := r.wait(t)
-				results = append(results, res)
-				if res.status != 0 {
-					t.Errorf("runner %d exited %d:\n%s", i, res.status, res.stderr)
-				}
-			}
+			results := runConcurrently(t, copies(invocation{env: map[string]string{"DATABASE_URL": url}, args: markedRun(marks, "0.1")}, runners)...)
+			assertSucceeded(t, results)
 			assertNoOverlap(t, marks, runners)
 			assertNoSecret(t, srv.Password(), results...)
 		})
@@ -89,19 +79,10 @@ func TestLockTimeout(t *testing.T) {
 		t.Run(kind, func(t *testing.T) {
 			t.Parallel()
 			_, url := srv.CreateDatabase(t)
-			dir := t.TempDir()
-			held, release := filepath.Join(dir, "held"), filepath.Join(dir, "release")
-			// The holder signals that it holds the lock by creating a file,
-			// and keeps it until the test creates another.
-			holder := invocation{env: map[string]string{"DATABASE_URL": url}, args: []string{"run", "--", "sh", "-c",
-				fmt.Sprintf("touch %s; while [ ! -e %s ]; do sleep 0.05; done", held, release)}}.start(t)
-			waitFor(t, "the holder to hold the lock", timeoutLong, func() bool { _, err := os.Stat(held); return err == nil })
-
-			ran := filepath.Join(dir, "ran")
+			holder, release := holdLock(t, map[string]string{"DATABASE_URL": url})
+			ran := filepath.Join(t.TempDir(), "ran")
 			late := invocation{env: map[string]string{"DATABASE_URL": url}, args: []string{"run", "--lock-timeout=1s", "--", "touch", ran}}.run(t)
-			if err := os.WriteFile(release, nil, 0o644); err != nil {
-				t.Fatal(err)
-			}
+			release()
 			if late.status != 75 {
 				t.Errorf("late runner exited %d, want 75:\n%s", late.status, late.stderr)
 			}

@@ -122,6 +122,55 @@ func (r *running) waitWithin(t *testing.T, d time.Duration) result {
 	return res
 }
 
+// runConcurrently starts every invocation at once and waits for all of them.
+func runConcurrently(t *testing.T, invs ...invocation) []result {
+	t.Helper()
+	started := make([]*running, len(invs))
+	for i, inv := range invs {
+		started[i] = inv.start(t)
+	}
+	results := make([]result, len(started))
+	for i, r := range started {
+		results[i] = r.waitWithin(t, 5*timeoutLong)
+	}
+	return results
+}
+
+// copies is n copies of inv, for runConcurrently.
+func copies(inv invocation, n int) []invocation {
+	invs := make([]invocation, n)
+	for i := range invs {
+		invs[i] = inv
+	}
+	return invs
+}
+
+// assertSucceeded fails the test for every run that did not exit 0.
+func assertSucceeded(t *testing.T, results []result) {
+	t.Helper()
+	for i, res := range results {
+		if res.status != 0 {
+			t.Errorf("runner %d exited %d:\n%s", i, res.status, res.stderr)
+		}
+	}
+}
+
+// holdLock starts a run with env whose command holds the lock until
+// release is called, and returns once the command runs.
+func holdLock(t *testing.T, env map[string]string) (holder *running, release func()) {
+	t.Helper()
+	dir := t.TempDir()
+	held, releaseFile := filepath.Join(dir, "held"), filepath.Join(dir, "release")
+	holder = invocation{env: env, args: []string{"run", "--", "sh", "-c",
+		fmt.Sprintf("touch %s; while [ ! -e %s ]; do sleep 0.05; done", held, releaseFile)}}.start(t)
+	waitFor(t, "the holder's command to start", timeoutLong, func() bool { _, err := os.Stat(held); return err == nil })
+	return holder, func() {
+		if err := os.WriteFile(releaseFile, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // syncBuffer is a bytes.Buffer safe to read while the process writes it.
 type syncBuffer struct {
 	mu sync.Mutex

@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/migrun/migrun/internal/testdb"
@@ -31,18 +30,8 @@ func TestPgBouncerTransactionMode(t *testing.T) {
 
 	const runners = 10
 	marks := filepath.Join(t.TempDir(), "marks")
-	var started []*running
-	for range runners {
-		started = append(started, invocation{env: env, args: markedRun(marks, "0.1")}.start(t))
-	}
-	var results []result
-	for i, r := range started {
-		res := r.wait(t)
-		results = append(results, res)
-		if res.status != 0 {
-			t.Errorf("runner %d exited %d:\n%s", i, res.status, res.stderr)
-		}
-	}
+	results := runConcurrently(t, copies(invocation{env: env, args: markedRun(marks, "0.1")}, runners)...)
+	assertSucceeded(t, results)
 	assertNoOverlap(t, marks, runners)
 	assertNoSecret(t, srv.Password(), results...)
 	if n := advisoryLocks(t, srv, db); n != 0 {
@@ -70,20 +59,8 @@ func TestPgBouncerSessionModeRefuses(t *testing.T) {
 	db, _ := srv.CreateDatabase(t)
 	env := map[string]string{"DATABASE_URL": bouncer.URL(db)}
 
-	dir := t.TempDir()
-	release := filepath.Join(dir, "release")
-	if err := syscall.Mkfifo(release, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	started := filepath.Join(dir, "started")
-	holder := invocation{env: env, args: []string{"run", "--", "sh", "-c",
-		fmt.Sprintf("touch %s && read line < %s", started, release)}}.start(t)
-	waitFor(t, "the holder's command to start", timeoutLong, func() bool {
-		_, err := os.Stat(started)
-		return err == nil
-	})
-
-	ran := filepath.Join(dir, "second-ran")
+	holder, release := holdLock(t, env)
+	ran := filepath.Join(t.TempDir(), "second-ran")
 	second := invocation{env: env, args: []string{"run", "--", "touch", ran}}.run(t)
 	if second.status != 64 || !strings.Contains(second.stderr, "MIGRUN_LOCK_MODE=transaction") {
 		t.Errorf("second runner exited %d, want 64 and a pointer to MIGRUN_LOCK_MODE=transaction:\n%s", second.status, second.stderr)
@@ -92,9 +69,7 @@ func TestPgBouncerSessionModeRefuses(t *testing.T) {
 		t.Error("the second runner ran its command while the holder held the lock")
 	}
 
-	if err := os.WriteFile(release, []byte("go\n"), 0); err != nil {
-		t.Fatal(err)
-	}
+	release()
 	if res := holder.wait(t); res.status != 0 {
 		t.Fatalf("holder exited %d:\n%s", res.status, res.stderr)
 	}
@@ -118,13 +93,8 @@ func TestPgBouncerSessionModeNeverOverlaps(t *testing.T) {
 
 	const runners = 10
 	marks := filepath.Join(t.TempDir(), "marks")
-	var started []*running
-	for range runners {
-		started = append(started, invocation{env: env, args: markedRun(marks, "0.1")}.start(t))
-	}
 	ran := 0
-	for i, r := range started {
-		res := r.wait(t)
+	for i, res := range runConcurrently(t, copies(invocation{env: env, args: markedRun(marks, "0.1")}, runners)...) {
 		switch res.status {
 		case 0:
 			ran++

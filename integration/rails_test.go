@@ -77,16 +77,10 @@ func addMigration(t *testing.T, app, version, name, body string) {
 // exit 0. It returns how many printed marker on stdout.
 func runTogether(t *testing.T, invs []invocation, marker string) int {
 	t.Helper()
-	started := make([]*running, len(invs))
-	for i, inv := range invs {
-		started[i] = inv.start(t)
-	}
+	results := runConcurrently(t, invs...)
+	assertSucceeded(t, results)
 	n := 0
-	for i, r := range started {
-		res := r.wait(t)
-		if res.status != 0 {
-			t.Errorf("runner %d exited %d:\n%s%s", i, res.status, res.stdout, res.stderr)
-		}
+	for _, res := range results {
 		if strings.Contains(res.stdout, marker) {
 			n++
 		}

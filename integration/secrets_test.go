@@ -142,21 +142,17 @@ func TestNoSecretAnywhere(t *testing.T) {
 		{"lock timeout", func(t *testing.T, env map[string]string) []result {
 			_, url := pg.CreateDatabase(t)
 			env = with(env, "DATABASE_URL", url)
-			held := filepath.Join(t.TempDir(), "held")
-			holder := invocation{env: env, args: []string{"run", "--", "sh", "-c", "touch " + held + "; exec sleep 300"}}.start(t)
-			waitFor(t, "the holder to hold the lock", timeoutLong, func() bool { _, err := os.Stat(held); return err == nil })
+			holder, release := holdLock(t, env)
 			late := invocation{env: env, args: []string{"run", "--lock-timeout=500ms", "--", "true"}}.run(t)
 			if late.status != 75 {
 				t.Errorf("late runner exited %d, want 75:\n%s", late.status, late.stderr)
 			}
-			_ = holder.cmd.Process.Signal(syscall.SIGTERM)
+			release()
 			return []result{late, holder.waitWithin(t, timeoutLong)}
 		}},
 		{"SIGTERM mid-migration", func(t *testing.T, env map[string]string) []result {
 			_, url := my.CreateDatabase(t)
-			held := filepath.Join(t.TempDir(), "held")
-			r := invocation{env: with(env, "DATABASE_URL", url), args: []string{"run", "--", "sh", "-c", "touch " + held + "; exec sleep 300"}}.start(t)
-			waitFor(t, "the command to start", timeoutLong, func() bool { _, err := os.Stat(held); return err == nil })
+			r, _ := holdLock(t, with(env, "DATABASE_URL", url))
 			_ = r.cmd.Process.Signal(syscall.SIGTERM)
 			res := r.waitWithin(t, timeoutLong)
 			if res.status != 143 {
@@ -207,6 +203,12 @@ func TestNoSecretAnywhere(t *testing.T) {
 		}
 	})
 
+	// The servers the stop scenarios used have passwords of their own.
+	for _, s := range stoppables {
+		if s.srv != nil {
+			secrets = append(secrets, s.srv.Password())
+		}
+	}
 	payloads := slack.all()
 	// Every scenario but the bad webhook reaches Slack at least once per mode
 	// and format; the check below must have something to look at.
@@ -232,11 +234,7 @@ func TestNoSecretAnywhere(t *testing.T) {
 func lockBackendKilled(t *testing.T, srv *testdb.Server, env map[string]string) []result {
 	t.Helper()
 	db, url := srv.CreateDatabase(t)
-	dir := t.TempDir()
-	held, release := filepath.Join(dir, "held"), filepath.Join(dir, "release")
-	r := invocation{env: with(env, "DATABASE_URL", url, "MIGRUN_KEEPALIVE_INTERVAL", "100ms"), args: []string{"run", "--", "sh", "-c",
-		fmt.Sprintf("touch %s; while [ ! -e %s ]; do sleep 0.05; done", held, release)}}.start(t)
-	waitFor(t, "the holder to hold the lock", timeoutLong, func() bool { _, err := os.Stat(held); return err == nil })
+	r, release := holdLock(t, with(env, "DATABASE_URL", url, "MIGRUN_KEEPALIVE_INTERVAL", "100ms"))
 	if srv.Kind() == testdb.KindPostgreSQL {
 		srv.Exec(t, "", fmt.Sprintf("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'migrun' AND datname = '%s'", db))
 	} else {
@@ -246,9 +244,7 @@ func lockBackendKilled(t *testing.T, srv *testdb.Server, env map[string]string) 
 	waitFor(t, "the keep-alive to report the lost lock", timeoutLong, func() bool {
 		return strings.Contains(r.stderr.String(), "lock connection lost")
 	})
-	if err := os.WriteFile(release, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	release()
 	res := r.waitWithin(t, timeoutLong)
 	if res.status != 0 || !strings.Contains(res.termination, "lock lost while running") {
 		t.Errorf("exit status %d, want 0 with the lost lock in the termination log:\n%s\n%s", res.status, res.termination, res.stderr)
