@@ -403,13 +403,10 @@ func notifyConfigError(ctx context.Context, environ map[string]string, scrub *re
 		APIURL:     environ["SLACK_API_URL"],
 		Username:   environ["SLACK_USERNAME"],
 		IconEmoji:  environ["SLACK_ICON_EMOJI"],
+		// The configuration did not parse: its log format may be the very
+		// error, so JSON only when that is what was asked for.
+		Logger: newLogger(&config{LogFormat: environ["MIGRUN_LOG_FORMAT"], LogLevel: "info"}, stderr, scrub),
 	}
-	// The log format may be the very error; JSON when it was asked for.
-	var handler slog.Handler = slog.NewTextHandler(stderr, nil)
-	if environ["MIGRUN_LOG_FORMAT"] == "json" {
-		handler = slog.NewJSONHandler(stderr, nil)
-	}
-	opts.Logger = slog.New(scrub.Handler(handler))
 	policy, err := notify.ParsePolicy(environ["MIGRUN_NOTIFY"])
 	if environ["MIGRUN_NOTIFY"] == "" {
 		policy, err = notify.ParsePolicy("always")
