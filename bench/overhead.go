@@ -222,13 +222,7 @@ func pgProtocolSteps(ctx context.Context, url string, rounds int) (string, []tim
 		"close (Terminate)",
 		"for comparison: the cheapest round trip (SELECT 1)",
 	}
-	times := make([][]time.Duration, len(steps))
-	step := func(i int, f func() error) error {
-		start := time.Now()
-		err := f()
-		times[i] = append(times[i], time.Since(start))
-		return err
-	}
+	times, step := stepTimer(len(steps))
 	for range rounds {
 		var conn *pgx.Conn
 		if err := step(0, func() (err error) { conn, err = pgx.ConnectConfig(ctx, cfg); return err }); err != nil {
@@ -289,6 +283,18 @@ func pgProtocolSteps(ctx context.Context, url string, rounds int) (string, []tim
 	return table([]string{"step", "median"}, rows), meds, nil
 }
 
+// stepTimer records how long each numbered step takes, round after round:
+// step(i, f) runs f and adds its time to times[i].
+func stepTimer(n int) (times [][]time.Duration, step func(i int, f func() error) error) {
+	times = make([][]time.Duration, n)
+	return times, func(i int, f func() error) error {
+		start := time.Now()
+		err := f()
+		times[i] = append(times[i], time.Since(start))
+		return err
+	}
+}
+
 // myProtocolSteps times the steps of migrun's MariaDB lock.
 func myProtocolSteps(ctx context.Context, url string, rounds int) (string, error) {
 	steps := []string{
@@ -297,13 +303,7 @@ func myProtocolSteps(ctx context.Context, url string, rounds int) (string, error
 		"DO RELEASE_LOCK(name)",
 		"close",
 	}
-	times := make([][]time.Duration, len(steps))
-	step := func(i int, f func() error) error {
-		start := time.Now()
-		err := f()
-		times[i] = append(times[i], time.Since(start))
-		return err
-	}
+	times, step := stepTimer(len(steps))
 	for range rounds {
 		db, err := openMySQL(url)
 		if err != nil {
