@@ -428,3 +428,33 @@ func truncate(s string, n int) string {
 	}
 	return s
 }
+
+// SecretsOf finds what may be secret in raw even when it is not a valid
+// URL (an unescaped '@' in the password, say), for scrubbing the error that
+// says so: the password between "//" and the last "@", as written and
+// decoded, and any password= query value. A valid URL's Secrets say the same.
+func SecretsOf(raw string) []string {
+	var s []string
+	if u, err := Parse(raw); err == nil {
+		s = u.Secrets()
+	}
+	if _, rest, ok := strings.Cut(raw, "://"); ok {
+		if at := strings.LastIndex(rest, "@"); at >= 0 {
+			if _, pw, ok := strings.Cut(rest[:at], ":"); ok && pw != "" {
+				s = append(s, pw)
+				if dec, err := url.PathUnescape(pw); err == nil && dec != pw {
+					s = append(s, dec)
+				}
+			}
+		}
+	}
+	if _, query, ok := strings.Cut(raw, "?"); ok {
+		for _, kv := range strings.Split(query, "&") {
+			if k, v, ok := strings.Cut(kv, "="); ok && secretParams[k] && v != "" {
+				s = append(s, v)
+			}
+		}
+	}
+	slices.Sort(s)
+	return slices.Compact(s)
+}

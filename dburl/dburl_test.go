@@ -357,3 +357,27 @@ func unescape(s string) string {
 	}
 	return s
 }
+
+func TestSecretsOf(t *testing.T) {
+	tests := []struct {
+		raw  string
+		want []string
+	}{
+		{"postgres://u:p%40ss@h/db", []string{"p%40ss", "p@ss"}},
+		{"postgres://u:top@secret@h/db", []string{"top@secret"}},
+		{"mysql2://root:s3cret@h/db?password=other", []string{"other", "s3cret"}},
+		{"not a url", nil},
+		{"postgres://h/db", nil},
+	}
+	for _, tt := range tests {
+		got := SecretsOf(tt.raw)
+		for _, w := range tt.want {
+			if !slices.Contains(got, w) {
+				t.Errorf("SecretsOf(%q) = %q, missing %q", tt.raw, got, w)
+			}
+		}
+		if tt.want == nil && len(got) > 0 {
+			t.Errorf("SecretsOf(%q) = %q, want none", tt.raw, got)
+		}
+	}
+}
