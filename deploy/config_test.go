@@ -1,43 +1,42 @@
 package deploy
 
 import (
+	"encoding/json"
 	"fmt"
-	"go/ast"
-	"go/parser"
-	"go/token"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 )
 
-// migrunSource is the package whose configuration the examples must match.
-const migrunSource = "../cmd/migrun"
+// migrunSource is the command whose settings the examples must match.
+const migrunSource = "./cmd/migrun"
 
-// setting is one variable of migrun's configuration (an env struct tag).
+// setting is one variable of migrun's configuration.
 type setting struct {
 	name, def string
 }
 
-// flagDef is one flag: whether it takes no value, and the variable of the
-// field it sets ("" when it sets no tagged field).
+// flagDef is one flag: whether it takes no value, and the variable it sets.
 type flagDef struct {
 	isBool bool
 	env    string
 }
 
-// migrunConfig is what cmd/migrun reads, as declared in its source.
+// migrunConfig is what migrun reads, as the binary itself reports it
+// (`migrun help --json`): no test here parses migrun's Go source.
 type migrunConfig struct {
-	vars          map[string]setting // env tag name -> setting
-	aliases       map[string]string  // fallback name -> the variable it stands for
-	order         map[string][]string
-	flags         map[string]flagDef
-	commands      map[string]bool // Main's subcommands
-	literals      map[string]bool // every string literal, for variables read by hand (POD_NAME)
-	hasVersionVar bool            // a package-level `version` for -X main.version
+	vars          map[string]setting            // variable -> setting, every command's
+	aliases       map[string]string             // fallback name -> the variable it stands for
+	order         map[string][]string           // variable -> its fallbacks, in order
+	flags         map[string]map[string]flagDef // command -> flag -> definition
+	commands      map[string]bool
+	others        map[string]bool // variables read besides the settings (POD_NAME)
+	hasVersionVar bool            // make build's -X main.version reaches `migrun version`
 }
 
 var (
@@ -46,226 +45,80 @@ var (
 	migrunConfigErr  error
 )
 
-// readMigrunConfig parses ../cmd/migrun once.
+// readMigrunConfig builds migrun once and asks it for its settings.
 func readMigrunConfig(t *testing.T) migrunConfig {
 	t.Helper()
-	migrunConfigOnce.Do(func() { migrunConfigVal, migrunConfigErr = parseMigrunConfig(migrunSource) })
+	migrunConfigOnce.Do(func() { migrunConfigVal, migrunConfigErr = askMigrun() })
 	if migrunConfigErr != nil {
-		t.Fatalf("reading migrun's configuration from %s: %v", migrunSource, migrunConfigErr)
+		t.Fatalf("asking migrun for its settings: %v", migrunConfigErr)
 	}
 	return migrunConfigVal
 }
 
-// parseMigrunConfig collects, from the non-test files of dir: env struct
-// tags (with envDefault), the fallbacks map, flag definitions (fs.XxxVar(&c.F,
-// "name", ...) and fs.Xxx("name", ...)), the string cases of Main's switch,
-// and every string literal.
-func parseMigrunConfig(dir string) (migrunConfig, error) {
+// helpDoc is the part of `migrun help --json` these tests read.
+type helpDoc struct {
+	Commands []struct {
+		Name     string
+		Settings []struct {
+			Env, Flag, Default, Kind string
+			Also                     []string
+		}
+	}
+	OtherVariables []string `json:"other_variables"`
+}
+
+// askMigrun builds ../cmd/migrun with a stamped version and reads its
+// settings from `migrun help --json`.
+func askMigrun() (migrunConfig, error) {
 	c := migrunConfig{
 		vars: map[string]setting{}, aliases: map[string]string{}, order: map[string][]string{},
-		flags: map[string]flagDef{}, commands: map[string]bool{}, literals: map[string]bool{},
+		flags: map[string]map[string]flagDef{}, commands: map[string]bool{}, others: map[string]bool{},
 	}
-	paths, err := filepath.Glob(filepath.Join(dir, "*.go"))
+	dir, err := os.MkdirTemp("", "migrun-deploy-test-")
 	if err != nil {
 		return c, err
 	}
-	fset := token.NewFileSet()
-	var files []*ast.File
-	for _, p := range paths {
-		if strings.HasSuffix(p, "_test.go") {
-			continue
-		}
-		f, err := parser.ParseFile(fset, p, nil, 0)
-		if err != nil {
-			return c, err
-		}
-		files = append(files, f)
+	defer os.RemoveAll(dir)
+	bin := filepath.Join(dir, "migrun")
+	build := exec.Command("go", "build", "-ldflags", "-X main.version=deploy-test", "-o", bin, migrunSource)
+	build.Dir = ".."
+	if out, err := build.CombinedOutput(); err != nil {
+		return c, fmt.Errorf("go build %s: %v\n%s", migrunSource, err, out)
 	}
-	if len(files) == 0 {
-		return c, fmt.Errorf("no Go files in %s", dir)
+	out, err := exec.Command(bin, "help", "--json").Output()
+	if err != nil {
+		return c, fmt.Errorf("migrun help --json: %v", err)
 	}
-
-	// Struct fields first: flags name the field they set.
-	fieldEnv := map[string]string{}
-	for _, f := range files {
-		var ferr error
-		ast.Inspect(f, func(n ast.Node) bool {
-			field, ok := n.(*ast.Field)
-			if !ok || field.Tag == nil {
-				return true
-			}
-			tag := reflect.StructTag(unquote(field.Tag.Value))
-			if _, ok := tag.Lookup("envPrefix"); ok {
-				ferr = fmt.Errorf("%s: envPrefix tags are not understood by this test; extend parseMigrunConfig", fset.Position(field.Pos()))
-			}
-			raw, ok := tag.Lookup("env")
-			if !ok {
-				return true
-			}
-			name, _, _ := strings.Cut(raw, ",")
-			if name == "" || name == "-" {
-				return true
-			}
-			c.vars[name] = setting{name: name, def: tag.Get("envDefault")}
-			for _, id := range field.Names {
-				fieldEnv[id.Name] = name
-			}
-			return true
-		})
-		if ferr != nil {
-			return c, ferr
-		}
+	var doc helpDoc
+	if err := json.Unmarshal(out, &doc); err != nil {
+		return c, fmt.Errorf("migrun help --json: %v", err)
 	}
-
-	for _, f := range files {
-		for _, decl := range f.Decls {
-			if gd, ok := decl.(*ast.GenDecl); ok && gd.Tok == token.VAR {
-				for _, spec := range gd.Specs {
-					vs := spec.(*ast.ValueSpec)
-					for i, id := range vs.Names {
-						switch id.Name {
-						case "version":
-							c.hasVersionVar = true
-						case "fallbacks":
-							if i < len(vs.Values) {
-								if err := c.readFallbacks(vs.Values[i]); err != nil {
-									return c, fmt.Errorf("%s: %w", fset.Position(vs.Pos()), err)
-								}
-							}
-						}
-					}
-				}
+	for _, cmd := range doc.Commands {
+		c.commands[cmd.Name] = true
+		c.flags[cmd.Name] = map[string]flagDef{}
+		for _, s := range cmd.Settings {
+			c.vars[s.Env] = setting{name: s.Env, def: s.Default}
+			c.order[s.Env] = s.Also
+			for _, a := range s.Also {
+				c.aliases[a] = s.Env
 			}
-			if fd, ok := decl.(*ast.FuncDecl); ok && fd.Name.Name == "Main" && fd.Recv == nil {
-				ast.Inspect(fd, func(n ast.Node) bool {
-					if cc, ok := n.(*ast.CaseClause); ok {
-						for _, e := range cc.List {
-							if s, ok := stringLit(e); ok && !strings.HasPrefix(s, "-") {
-								c.commands[s] = true
-							}
-						}
-					}
-					return true
-				})
+			if s.Flag != "" {
+				c.flags[cmd.Name][s.Flag] = flagDef{isBool: s.Kind == "boolean", env: s.Env}
 			}
 		}
-		ast.Inspect(f, func(n ast.Node) bool {
-			switch x := n.(type) {
-			case *ast.BasicLit:
-				if s, ok := stringLit(x); ok {
-					c.literals[s] = true
-				}
-			case *ast.CallExpr:
-				if name, def, ok := flagDefinition(x, fieldEnv); ok {
-					c.flags[name] = def
-				}
-			}
-			return true
-		})
 	}
-
-	var missing []string
-	if len(c.vars) == 0 {
-		missing = append(missing, `env:"..." struct tags`)
+	for _, v := range doc.OtherVariables {
+		c.others[v] = true
 	}
-	if len(c.flags) == 0 {
-		missing = append(missing, "flag definitions (fs.StringVar(&c.X, \"name\", ...))")
+	version, err := exec.Command(bin, "version").Output()
+	if err != nil {
+		return c, fmt.Errorf("migrun version: %v", err)
 	}
-	if len(c.aliases) == 0 {
-		missing = append(missing, "the fallbacks map")
-	}
-	if !c.commands["run"] {
-		missing = append(missing, `Main's case "run"`)
-	}
-	if len(missing) > 0 {
-		return c, fmt.Errorf("found no %s: has the source changed shape?", strings.Join(missing, ", "))
+	c.hasVersionVar = strings.TrimSpace(string(version)) == "migrun deploy-test"
+	if len(c.vars) == 0 || !c.commands["run"] || len(c.aliases) == 0 {
+		return c, fmt.Errorf("migrun help --json lists no settings, no run command or no fallbacks:\n%s", out)
 	}
 	return c, nil
-}
-
-// readFallbacks reads map[string][]string{"PRIMARY": {"ALIAS", ...}}.
-func (c *migrunConfig) readFallbacks(e ast.Expr) error {
-	lit, ok := e.(*ast.CompositeLit)
-	if !ok {
-		return fmt.Errorf("fallbacks is not a map literal")
-	}
-	for _, elt := range lit.Elts {
-		kv, ok := elt.(*ast.KeyValueExpr)
-		if !ok {
-			return fmt.Errorf("fallbacks: unexpected element")
-		}
-		primary, ok := stringLit(kv.Key)
-		if !ok {
-			return fmt.Errorf("fallbacks: a key is not a string literal")
-		}
-		list, ok := kv.Value.(*ast.CompositeLit)
-		if !ok {
-			return fmt.Errorf("fallbacks[%q] is not a list literal", primary)
-		}
-		for _, v := range list.Elts {
-			alias, ok := stringLit(v)
-			if !ok {
-				return fmt.Errorf("fallbacks[%q]: an element is not a string literal", primary)
-			}
-			c.aliases[alias] = primary
-			c.order[primary] = append(c.order[primary], alias)
-		}
-	}
-	return nil
-}
-
-// flagDefinition recognises the flag package's definitions: XxxVar(&c.Field,
-// "name", value, usage), Var/TextVar(v, "name", ...), Xxx("name", value,
-// usage) and Func/BoolFunc("name", usage, fn).
-func flagDefinition(call *ast.CallExpr, fieldEnv map[string]string) (string, flagDef, bool) {
-	sel, ok := call.Fun.(*ast.SelectorExpr)
-	if !ok || len(call.Args) < 3 {
-		return "", flagDef{}, false
-	}
-	method := sel.Sel.Name
-	kind, isVar := strings.CutSuffix(method, "Var")
-	if method == "Var" || method == "TextVar" {
-		kind, isVar = "", true
-	}
-	if !slices.Contains([]string{"", "Bool", "String", "Duration", "Int", "Int64", "Uint", "Uint64", "Float64", "Text", "Func", "BoolFunc"}, kind) {
-		return "", flagDef{}, false
-	}
-	if kind == "" && !isVar {
-		return "", flagDef{}, false
-	}
-	nameArg := 0
-	if isVar {
-		nameArg = 1
-	}
-	name, ok := stringLit(call.Args[nameArg])
-	if !ok || name == "" {
-		return "", flagDef{}, false
-	}
-	def := flagDef{isBool: kind == "Bool" || kind == "BoolFunc"}
-	if isVar {
-		if u, ok := call.Args[0].(*ast.UnaryExpr); ok && u.Op == token.AND {
-			if s, ok := u.X.(*ast.SelectorExpr); ok {
-				def.env = fieldEnv[s.Sel.Name]
-			}
-		}
-	}
-	return name, def, true
-}
-
-func stringLit(e ast.Expr) (string, bool) {
-	lit, ok := e.(*ast.BasicLit)
-	if !ok || lit.Kind != token.STRING {
-		return "", false
-	}
-	s, err := strconv.Unquote(lit.Value)
-	return s, err == nil
-}
-
-func unquote(s string) string {
-	if u, err := strconv.Unquote(s); err == nil {
-		return u
-	}
-	return s
 }
 
 // invocation is one container's migrun command line, parsed as migrun's
@@ -304,7 +157,7 @@ func parseInvocation(cfg migrunConfig, argv []string) (invocation, error) {
 			return inv, fmt.Errorf("bad flag syntax %q", a)
 		}
 		name, value, hasValue := strings.Cut(name, "=")
-		def, ok := cfg.flags[name]
+		def, ok := cfg.flags[inv.sub][name]
 		if !ok {
 			return inv, fmt.Errorf("unknown flag %q: cmd/migrun defines no flag %q", a, name)
 		}
@@ -333,7 +186,7 @@ func sortedKeys(m map[string]bool) []string {
 	return keys
 }
 
-// TestReadMigrunConfig: the source reader finds the names the README
+// TestReadMigrunConfig: the settings read from the binary hold the names the README
 // documents, so a silent change in cmd/migrun's shape cannot make every
 // later check vacuous.
 func TestReadMigrunConfig(t *testing.T) {
@@ -346,10 +199,13 @@ func TestReadMigrunConfig(t *testing.T) {
 	if cfg.aliases["DATABASE_URL"] == "" {
 		t.Error("DATABASE_URL is not read as a fallback")
 	}
-	if f := cfg.flags["lock-timeout"]; f.isBool || f.env != "MIGRUN_LOCK_TIMEOUT" {
+	if f := cfg.flags["run"]["lock-timeout"]; f.isBool || f.env != "MIGRUN_LOCK_TIMEOUT" {
 		t.Errorf("flag lock-timeout read as %+v, want a value flag setting MIGRUN_LOCK_TIMEOUT", f)
 	}
-	if f, ok := cfg.flags["ruby-sync"]; !ok || !f.isBool {
+	if _, ok := cfg.flags["wait"]["lock-timeout"]; ok {
+		t.Error("wait takes run's --lock-timeout")
+	}
+	if f, ok := cfg.flags["run"]["ruby-sync"]; !ok || !f.isBool {
 		t.Errorf("flag ruby-sync read as %+v (found %v), want a bool flag", f, ok)
 	}
 	if cfg.vars["MIGRUN_LOCK_TIMEOUT"].def == "" {
@@ -360,9 +216,12 @@ func TestReadMigrunConfig(t *testing.T) {
 func TestParseInvocation(t *testing.T) {
 	cfg := migrunConfig{
 		commands: map[string]bool{"run": true, "wait": true},
-		flags: map[string]flagDef{
-			"lock-timeout":    {env: "MIGRUN_LOCK_TIMEOUT"},
-			"skip-if-current": {isBool: true, env: "MIGRUN_SKIP_IF_CURRENT"},
+		flags: map[string]map[string]flagDef{
+			"run": {
+				"lock-timeout":    {env: "MIGRUN_LOCK_TIMEOUT"},
+				"skip-if-current": {isBool: true, env: "MIGRUN_SKIP_IF_CURRENT"},
+			},
+			"wait": {"skip-if-current": {isBool: true, env: "MIGRUN_SKIP_IF_CURRENT"}},
 		},
 	}
 	tests := []struct {

@@ -242,7 +242,7 @@ func envVar(c corev1.Container, name string) (corev1.EnvVar, bool) {
 // else the variable, else a fallback name, else its envDefault. fromSecret
 // says the value comes from elsewhere (valueFrom) and is unknown here.
 func effective(cfg migrunConfig, u migrunUse, inv invocation, name string) (value string, fromSecret bool) {
-	for flag, def := range cfg.flags {
+	for flag, def := range cfg.flags[inv.sub] {
 		if def.env == name {
 			if v, ok := inv.flags[flag]; ok {
 				return v, false
@@ -357,7 +357,7 @@ func checkVariable(cfg migrunConfig, name, databases string) error {
 		}
 		return fmt.Errorf("%s is read only for a database named %q in MIGRUN_DATABASES (which is %q)", name, db, databases)
 	case name == "POD_NAME":
-		if !cfg.literals[name] {
+		if !cfg.others[name] {
 			return fmt.Errorf("migrun does not read %s", name)
 		}
 	}

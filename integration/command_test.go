@@ -26,9 +26,9 @@ func TestExitStatus(t *testing.T) {
 	}{
 		{name: "success", args: []string{"--", "true"}, status: 0, term: "succeeded"},
 		{name: "failure", args: []string{"--", "sh", "-c", "echo broke >&2; exit 3"}, status: 3, term: "failed (exit 3)"},
-		{name: "killed by a signal", args: []string{"--", "sh", "-c", "kill -KILL $$"}, status: 137, term: "terminated by SIGKILL"},
-		{name: "not found", args: []string{"--", "no-such-command-migrun"}, status: 127, term: "command could not be started"},
-		{name: "not executable", args: []string{"--", notExec}, status: 126, term: "command could not be started"},
+		{name: "killed by a signal", args: []string{"--", "sh", "-c", "kill -KILL $$"}, status: 137, term: "killed by SIGKILL"},
+		{name: "not found", args: []string{"--", "no-such-command-migrun"}, status: 127, term: "command not found"},
+		{name: "not executable", args: []string{"--", notExec}, status: 126, term: "command not executable"},
 		{name: "directory", args: []string{"--", dir}, status: 126},
 		{name: "usage error", args: []string{"--no-such-flag"}, status: 64},
 		{name: "bad URL", env: map[string]string{"DATABASE_URL": "mongodb://h/db"}, args: []string{"--", "true"}, status: 64},
@@ -108,7 +108,7 @@ func TestSignalForwarded(t *testing.T) {
 		t.Fatal(err)
 	}
 	res := r.wait(t)
-	if res.status != 143 || !strings.Contains(res.termination, "terminated by SIGTERM") {
+	if res.status != 143 || !strings.Contains(res.termination, "killed by SIGTERM") {
 		t.Fatalf("status %d, termination log:\n%s\n%s", res.status, res.termination, res.stderr)
 	}
 	if _, raw := rc.all(); !strings.Contains(raw, "SIGTERM") {

@@ -76,8 +76,7 @@ func dead(pid int) bool {
 // TestServerStoppedWhileWaiting: the server stops while one runner holds the
 // lock and another waits, and stays down longer than the connect timeout.
 // The waiter gives up with exit 69 instead of hanging and never runs its
-// command; the holder's keep-alive reports the lost lock, and its exit status
-// is still its command's.
+// command; the holder finds its lock lost, stops its command and exits 75.
 func TestServerStoppedWhileWaiting(t *testing.T) {
 	for _, kind := range []string{testdb.KindPostgreSQL, testdb.KindMariaDB} {
 		t.Run(kind, func(t *testing.T) {
@@ -113,13 +112,11 @@ func serverStoppedWhileWaiting(t *testing.T, srv *testdb.Server, env map[string]
 		t.Error("the waiter ran its command without the lock")
 	}
 	waitFor(t, "the holder to report the lost lock", timeoutLong, func() bool {
-		return strings.Contains(holder.stderr.String(), "lock connection lost")
+		return strings.Contains(holder.stderr.String(), "lock lost")
 	})
 	release()
 	h := holder.waitWithin(t, timeoutLong)
-	if h.status != 0 || !strings.Contains(h.termination, "lock lost while running") {
-		t.Errorf("holder exited %d, want 0 with the lost lock in its termination log:\n%s\n%s", h.status, h.termination, h.stderr)
-	}
+	assertLockLost(t, h, env["MIGRUN_ON_LOCK_LOST"] == "continue")
 	srv.Start(t)
 	return []result{h, w}
 }
@@ -137,17 +134,20 @@ func with(env map[string]string, kv ...string) map[string]string {
 }
 
 // TestLockLostIsReported: the lock holder's database session is ended while
-// its command runs; the keep-alive logs it, and the termination log and the
-// Slack notification carry it, while the exit status stays the command's.
+// its command runs; migrun stops the command (or, with
+// MIGRUN_ON_LOCK_LOST=continue, lets it finish), and the log, the
+// termination log and the Slack notification say so.
 func TestLockLostIsReported(t *testing.T) {
 	for kind, srv := range servers(t) {
-		t.Run(kind, func(t *testing.T) {
-			t.Parallel()
-			rc, hook := newSlackReceiver(t)
-			lockBackendKilled(t, srv, map[string]string{"SLACK_WEBHOOK_URL": hook})
-			if _, raw := rc.all(); !strings.Contains(raw, "Lock lost") {
-				t.Errorf("the notification does not carry the lost lock:\n%s", raw)
-			}
-		})
+		for _, policy := range []string{"stop", "continue"} {
+			t.Run(kind+"/"+policy, func(t *testing.T) {
+				t.Parallel()
+				rc, hook := newSlackReceiver(t)
+				lockBackendKilled(t, srv, map[string]string{"SLACK_WEBHOOK_URL": hook, "MIGRUN_ON_LOCK_LOST": policy})
+				if _, raw := rc.all(); !strings.Contains(raw, "Lock lost") {
+					t.Errorf("the notification does not carry the lost lock:\n%s", raw)
+				}
+			})
+		}
 	}
 }

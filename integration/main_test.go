@@ -63,7 +63,11 @@ type invocation struct {
 func (inv invocation) start(t *testing.T) *running {
 	t.Helper()
 	term := filepath.Join(t.TempDir(), "termination-log")
-	cmd := exec.Command(migrunBin, inv.args...)
+	args := inv.args
+	if len(args) == 0 {
+		args = []string{"run"} // the default command: bundle exec rails db:migrate
+	}
+	cmd := exec.Command(migrunBin, args...)
 	cmd.Dir = inv.dir
 	cmd.Env = []string{
 		"PATH=" + os.Getenv("PATH"),

@@ -236,20 +236,33 @@ func lockBackendKilled(t *testing.T, srv *testdb.Server, env map[string]string) 
 	db, url := srv.CreateDatabase(t)
 	r, release := holdLock(t, with(env, "DATABASE_URL", url, "MIGRUN_KEEPALIVE_INTERVAL", "100ms"))
 	if srv.Kind() == testdb.KindPostgreSQL {
-		srv.Exec(t, "", fmt.Sprintf("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'migrun' AND datname = '%s'", db))
+		srv.Exec(t, "", fmt.Sprintf("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'migrun%%' AND datname = '%s'", db))
 	} else {
 		id := srv.QueryInt(t, "", fmt.Sprintf("SELECT id FROM information_schema.processlist WHERE user = '%s' AND db = '%s'", testdb.AppUser, db))
 		srv.Exec(t, "", fmt.Sprintf("KILL %d", id))
 	}
 	waitFor(t, "the keep-alive to report the lost lock", timeoutLong, func() bool {
-		return strings.Contains(r.stderr.String(), "lock connection lost")
+		return strings.Contains(r.stderr.String(), "lock lost")
 	})
 	release()
 	res := r.waitWithin(t, timeoutLong)
-	if res.status != 0 || !strings.Contains(res.termination, "lock lost while running") {
-		t.Errorf("exit status %d, want 0 with the lost lock in the termination log:\n%s\n%s", res.status, res.termination, res.stderr)
-	}
+	assertLockLost(t, res, env["MIGRUN_ON_LOCK_LOST"] == "continue")
 	return []result{res}
+}
+
+// assertLockLost checks how a holder that lost its lock ended: by default
+// its command was stopped (exit 75); with MIGRUN_ON_LOCK_LOST=continue the
+// command finished and its own status (here 0) stands. Either way the
+// termination log says the lock was lost.
+func assertLockLost(t *testing.T, res result, continued bool) {
+	t.Helper()
+	want, says := 75, "command stopped"
+	if continued {
+		want, says = 0, "lock lost while running"
+	}
+	if res.status != want || !strings.Contains(res.termination, "lock lost while running") || !strings.Contains(res.termination, says) {
+		t.Errorf("holder exited %d, want %d with %q in its termination log:\n%s\n%s", res.status, want, says, res.termination, res.stderr)
+	}
 }
 
 // stoppableServer is a private server started on first use and lent to one

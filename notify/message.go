@@ -62,11 +62,11 @@ func BuildMessage(r report.Result, o Options) *slack.WebhookMessage {
 // color is the attachment's bar: green when all went well, yellow when the
 // run did no harm but needs a look, red when it failed.
 func color(r report.Result) string {
-	switch {
-	case r.Outcome == report.LockTimeout || (r.OK() && r.Lock.Lost != ""):
-		return "warning"
-	case r.OK():
+	switch r.Severity() {
+	case report.OK:
 		return "good"
+	case report.Warning:
+		return "warning"
 	}
 	return "danger"
 }

@@ -36,7 +36,7 @@ func ParsePolicy(s string) (Policy, error) {
 // failure for both Changes and Failures, even if the command succeeded: the
 // exclusion migrun promised did not hold, and someone should look.
 func (p Policy) Wants(r report.Result) bool {
-	trouble := !r.OK() || r.Lock.Lost != ""
+	trouble := r.Trouble()
 	switch p {
 	case Always:
 		return true

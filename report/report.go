@@ -1,5 +1,6 @@
 // Package report defines the result of one migrun run: the value every
-// notifier receives and the summary written to the termination log.
+// notifier receives and the summary written to the termination log, and the
+// one table that turns how a run ended into an exit status and a severity.
 package report
 
 import (
@@ -8,27 +9,12 @@ import (
 	"github.com/migrun/migrun/rails"
 )
 
-// Outcome is how a run ended, in the words reports use.
-type Outcome string
-
-const (
-	Succeeded   Outcome = "succeeded"    // the command exited 0
-	Failed      Outcome = "failed"       // the command exited non-zero
-	Signaled    Outcome = "terminated"   // the command died of a signal
-	NotStarted  Outcome = "not started"  // the command could not be started (126/127)
-	LockTimeout Outcome = "lock timeout" // the lock was not acquired in time
-	Unreachable Outcome = "unreachable"  // the database could not be reached
-	ConfigError Outcome = "config error" // bad configuration or usage
-	Skipped     Outcome = "skipped"      // nothing pending, command not run (--skip-if-current)
-)
-
 // Result is one run of migrun, from configuration to exit.
 type Result struct {
 	Outcome     Outcome
-	ExitStatus  int // what migrun exits with
 	Command     []string
-	ExitCode    int    // the command's exit code, -1 if signaled or not run
-	Signal      string // e.g. "SIGTERM" when the command died of a signal
+	ExitCode    int    // the command's exit code; -1 when it did not exit by itself (signal, not run)
+	Signal      int    // the signal that killed the command (or stopped migrun, for Stopped), 0 if none
 	Err         string // one line saying what went wrong before or around the command, already redacted
 	Environment string // e.g. "production"
 	Host        string // hostname or Pod name
@@ -53,11 +39,17 @@ type Lock struct {
 	Waited   time.Duration // how long it took to acquire
 	Timeout  time.Duration // the configured lock timeout
 	Acquired bool
-	Lost     string // non-empty when the lock connection was lost while held: why
+	Lost     string // non-empty when the lock was lost (or could not be confirmed) while held: why
+	// CommandStopped: migrun stopped the command because the lock was lost.
+	CommandStopped bool
 }
 
 // Applied reports whether any migration was applied or reverted.
 func (r Result) Applied() bool { return len(r.Migrations) > 0 }
 
-// OK reports whether the run succeeded (including skipped).
-func (r Result) OK() bool { return r.ExitStatus == 0 }
+// OK reports whether the run did what was asked (including skipped).
+func (r Result) OK() bool { return r.Severity() == OK }
+
+// Trouble reports whether someone should look at the run: it failed, or it
+// succeeded although the lock was lost while the command ran.
+func (r Result) Trouble() bool { return r.Severity() != OK }

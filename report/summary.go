@@ -10,43 +10,20 @@ import (
 // MaxSummary is the most the kubelet reads from a termination log.
 const MaxSummary = 4096
 
-// Describe says how the run ended in a few words, e.g. "failed (exit 1)".
-func (r Result) Describe() string {
-	switch r.Outcome {
-	case Succeeded:
-		return "succeeded"
-	case Failed:
-		return fmt.Sprintf("failed (exit %d)", r.ExitCode)
-	case Signaled:
-		if r.Signal != "" {
-			return "terminated by " + r.Signal
-		}
-		return "terminated"
-	case Skipped:
-		return "skipped (nothing pending)"
-	case LockTimeout:
-		return "lock not acquired in " + r.Lock.Timeout.String()
-	case Unreachable:
-		return "database unreachable"
-	case NotStarted:
-		return "command could not be started"
-	case ConfigError:
-		return "configuration error"
-	}
-	return string(r.Outcome)
-}
-
 // Summary is the short text written to the termination log: how the run
 // ended, the migrations applied and as much of the output's tail as fits in
 // MaxSummary bytes, so `kubectl describe pod` shows it after the logs are gone.
 func (r Result) Summary() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "migrun: %s, exit status %d, in %s\n", r.Describe(), r.ExitStatus, r.Duration.Round(time.Millisecond))
+	fmt.Fprintf(&b, "migrun: %s, exit status %d, in %s\n", r.Describe(), r.ExitStatus(), r.Duration.Round(time.Millisecond))
 	if r.Err != "" {
 		fmt.Fprintf(&b, "error: %s\n", r.Err)
 	}
 	if r.Lock.Lost != "" {
 		fmt.Fprintf(&b, "lock lost while running: %s\n", r.Lock.Lost)
+		if r.Lock.CommandStopped {
+			b.WriteString("command stopped: another runner could take the lock\n")
+		}
 	}
 	if len(r.Migrations) > 0 {
 		b.WriteString("migrations:")

@@ -16,7 +16,9 @@ func TestDescribe(t *testing.T) {
 	}{
 		{Result{Outcome: Succeeded}, "succeeded"},
 		{Result{Outcome: Failed, ExitCode: 1}, "failed (exit 1)"},
-		{Result{Outcome: Signaled, Signal: "SIGTERM"}, "terminated by SIGTERM"},
+		{Result{Outcome: Killed, Signal: 15}, "killed by SIGTERM"},
+		{Result{Outcome: Stopped, Signal: 2}, "stopped by SIGINT before the command ran"},
+		{Result{Outcome: LockLost}, "lock lost; command stopped"},
 		{Result{Outcome: LockTimeout, Lock: Lock{Timeout: 30 * time.Minute}}, "lock not acquired in 30m0s"},
 		{Result{Outcome: Unreachable}, "database unreachable"},
 		{Result{Outcome: Skipped}, "skipped (nothing pending)"},
@@ -31,7 +33,7 @@ func TestDescribe(t *testing.T) {
 
 func TestSummary(t *testing.T) {
 	base := Result{
-		Outcome: Failed, ExitStatus: 1, ExitCode: 1, Duration: 1500 * time.Millisecond,
+		Outcome: Failed, ExitCode: 1, Duration: 1500 * time.Millisecond,
 		Migrations: []rails.Migration{{Version: "20240101000000", Name: "CreateUsers", Action: "migrated"}},
 	}
 	tests := []struct {

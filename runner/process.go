@@ -28,6 +28,7 @@ const (
 
 // Process is a running command started by Start.
 type Process struct {
+	log     *slog.Logger
 	child   *child
 	exited  chan struct{} // closed once the command has been reaped
 	done    chan struct{} // closed once result is set
@@ -54,12 +55,16 @@ func Start(argv []string, env []string, opts Options) (*Process, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start %q: %w", name, err)
 	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	if opts.ReapOrphans {
-		if err := startOrphanReaper(); err != nil {
+		if err := startOrphanReaper(log); err != nil {
 			return nil, fmt.Errorf("start %q: %w", name, err)
 		}
 	}
-	catchSIGPIPE()
+	CatchSIGPIPE()
 
 	// exec is given *os.File ends, so it starts no copying goroutines of its
 	// own: the readers below own the output.
@@ -118,6 +123,7 @@ func Start(argv []string, env []string, opts Options) (*Process, error) {
 		drainTimeout = defaultDrainTimeout
 	}
 	p := &Process{
+		log:     log,
 		exited:  make(chan struct{}),
 		done:    make(chan struct{}),
 		capture: newCapture(head, tail),
@@ -179,7 +185,7 @@ func (p *Process) supervise(cmd *exec.Cmd, started chan<- error, drained <-chan 
 	notifyChildStarted()
 	started <- nil
 
-	e := p.child.wait()
+	e := p.child.wait(p.log)
 	runtime.UnlockOSThread()
 	// Reaped already: Release only frees what os.Process holds (a pidfd).
 	_ = cmd.Process.Release()
@@ -189,7 +195,7 @@ func (p *Process) supervise(cmd *exec.Cmd, started chan<- error, drained <-chan 
 	select {
 	case <-drained:
 	case <-timer.C:
-		slog.Debug("command exited but its output is still open; not waiting for it",
+		p.log.Debug("command exited but its output is still open; not waiting for it",
 			"pid", p.child.pid, "drain_timeout", drainTimeout)
 		// Not waiting for the readers: one may be stuck in a live writer
 		// that stopped reading, and the capture is complete enough.
@@ -203,8 +209,9 @@ func (p *Process) supervise(cmd *exec.Cmd, started chan<- error, drained <-chan 
 	}
 	switch {
 	case e.err != nil:
-		slog.Error("the command's exit status was lost", "pid", p.child.pid, "error", e.err)
+		p.log.Error("the command's exit status was lost", "pid", p.child.pid, "err", e.err)
 		r.ExitCode = -1
+		r.Err = e.err
 	case e.status.Signaled():
 		r.ExitCode = -1
 		r.Signal = e.status.Signal()
@@ -230,7 +237,7 @@ func (p *Process) copyOutput(wg *sync.WaitGroup, r *os.File, live *liveWriter) {
 		}
 		if err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrDeadlineExceeded) {
-				slog.Warn("reading the command's output failed", "error", err)
+				p.log.Warn("reading the command's output failed", "err", err)
 			}
 			return
 		}
@@ -258,12 +265,13 @@ func (l *liveWriter) write(p []byte) {
 
 var sigpipeOnce sync.Once
 
-// catchSIGPIPE keeps a write to a closed stdout or stderr from killing
+// CatchSIGPIPE keeps a write to a closed stdout or stderr from killing
 // migrun (and, through Pdeathsig, the migration): without a handler the Go
 // runtime dies of SIGPIPE on such a write to fd 1 or 2. A handler, unlike
 // ignoring the signal, is reset by exec, so the command still gets the
-// default behaviour.
-func catchSIGPIPE() {
+// default behaviour. Start calls it; call it earlier to cover migrun's own
+// writes before the command starts. It is idempotent.
+func CatchSIGPIPE() {
 	sigpipeOnce.Do(func() {
 		signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	})
@@ -293,7 +301,7 @@ func (p *Process) Signal(sig syscall.Signal) error {
 func (p *Process) Stop(grace time.Duration) {
 	if err := p.Signal(syscall.SIGTERM); err != nil {
 		if !errors.Is(err, os.ErrProcessDone) {
-			slog.Warn("stopping the command", "error", err)
+			p.log.Warn("stopping the command", "err", err)
 		}
 		return
 	}
@@ -304,9 +312,9 @@ func (p *Process) Stop(grace time.Duration) {
 		return
 	case <-timer.C:
 	}
-	slog.Warn("the command did not stop in time; killing it", "pid", p.child.pid, "grace", grace)
+	p.log.Warn("the command did not stop in time; killing it", "pid", p.child.pid, "grace", grace)
 	if err := p.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		slog.Warn("killing the command", "error", err)
+		p.log.Warn("killing the command", "err", err)
 	}
 }
 

@@ -48,7 +48,7 @@ func (c *child) reapedLocked(e exit) {
 // wait blocks until c has been reaped, by this call or by the orphan reaper,
 // and returns how it ended. It waits with WNOWAIT first so that the pid is
 // only freed while children.mu is held.
-func (c *child) wait() exit {
+func (c *child) wait(log *slog.Logger) exit {
 	for {
 		var info unix.Siginfo
 		err := unix.Waitid(unix.P_PID, c.pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
@@ -56,7 +56,7 @@ func (c *child) wait() exit {
 			continue
 		}
 		if err != nil && !errors.Is(err, unix.ECHILD) {
-			slog.Warn("waiting for the command failed", "pid", c.pid, "error", err)
+			log.Warn("waiting for the command failed", "pid", c.pid, "err", err)
 		}
 		break
 	}
@@ -104,8 +104,9 @@ var (
 // it, for the rest of its life: the kernel reparents orphans to PID 1 or to
 // the nearest child subreaper, and as PID 1 in a container nobody else would
 // reap them. Outside PID 1 the process makes itself a child subreaper so the
-// same code path runs.
-func startOrphanReaper() error {
+// same code path runs. The reaper logs through the logger of the first
+// Start that asked for it.
+func startOrphanReaper(log *slog.Logger) error {
 	if os.Getpid() != 1 {
 		subreaperOnce.Do(func() {
 			if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
@@ -116,7 +117,7 @@ func startOrphanReaper() error {
 			return subreaperErr
 		}
 	}
-	orphanOnce.Do(func() { go reapOrphans() })
+	orphanOnce.Do(func() { go reapOrphans(log) })
 	return nil
 }
 
@@ -128,7 +129,7 @@ func notifyChildStarted() {
 	}
 }
 
-func reapOrphans() {
+func reapOrphans(log *slog.Logger) {
 	for {
 		var info unix.Siginfo
 		err := unix.Waitid(unix.P_ALL, 0, &info, unix.WEXITED|unix.WNOWAIT, nil)
@@ -141,16 +142,16 @@ func reapOrphans() {
 			<-childStarted
 			continue
 		case err != nil:
-			slog.Error("waiting for orphans failed; orphans are no longer reaped", "error", err)
+			log.Error("waiting for orphans failed; orphans are no longer reaped", "err", err)
 			return
 		}
-		reapAllWaitable()
+		reapAllWaitable(log)
 	}
 }
 
 // reapAllWaitable reaps every exited child, handing the statuses of the
 // commands this package started to their waiters.
-func reapAllWaitable() {
+func reapAllWaitable(log *slog.Logger) {
 	children.Lock()
 	defer children.Unlock()
 	for {
@@ -167,7 +168,7 @@ func reapAllWaitable() {
 			c.reapedLocked(e)
 			continue
 		}
-		slog.Debug("reaped an orphan", "pid", pid, "status", describeStatus(e.status))
+		log.Debug("reaped an orphan", "pid", pid, "status", describeStatus(e.status))
 	}
 }
 

@@ -6,6 +6,7 @@ package runner
 import (
 	"errors"
 	"io"
+	"log/slog"
 	"syscall"
 	"time"
 )
@@ -33,6 +34,9 @@ type Options struct {
 	// DrainTimeout bounds how long output is read after the command exited,
 	// when a grandchild still holds the pipes open. 0 means 2s.
 	DrainTimeout time.Duration
+	// Logger receives the runner's own few lines (a lost status, a slow
+	// drain, a stop that needed SIGKILL); nil discards them.
+	Logger *slog.Logger
 }
 
 // Result is how the command ended.
@@ -46,13 +50,7 @@ type Result struct {
 	Output  string
 	Omitted int64 // bytes left out of Output
 	MaxRSS  int64 // the command's peak resident set, in bytes
-}
-
-// Status is the exit status migrun should exit with: the command's own code,
-// or 128+N when it died of signal N.
-func (r Result) Status() int {
-	if r.Signal != 0 {
-		return 128 + int(r.Signal)
-	}
-	return r.ExitCode
+	// Err is set when the command's exit status was lost (another wait4 in
+	// migrun took it): ExitCode is then -1 and Signal 0.
+	Err error
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -61,7 +62,7 @@ func runHelper(mode string) int {
 			return 2
 		}
 		res := p.Wait()
-		fmt.Fprintf(os.Stderr, "command status=%d output-bytes=%d\n", res.Status(), len(res.Output))
+		fmt.Fprintf(os.Stderr, "command status=%d output-bytes=%d\n", status(res), len(res.Output))
 		return 0
 	}
 	fmt.Fprintf(os.Stderr, "unknown helper mode %q\n", mode)
@@ -71,6 +72,14 @@ func runHelper(mode string) int {
 // waitTimeout bounds every wait of these tests, so a broken runner fails
 // the test instead of hanging it.
 const waitTimeout = 20 * time.Second
+
+// status is r in the shell's convention: the exit code, or 128+N after signal N.
+func status(r Result) int {
+	if r.Signal != 0 {
+		return 128 + int(r.Signal)
+	}
+	return r.ExitCode
+}
 
 func waitResult(t *testing.T, p *Process) Result {
 	t.Helper()
@@ -190,9 +199,9 @@ func TestExitStatus(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.script, func(t *testing.T) {
 			r := runShell(t, tt.script, Options{})
-			if r.ExitCode != tt.wantCode || r.Signal != tt.wantSignal || r.Status() != tt.wantStatus {
+			if r.ExitCode != tt.wantCode || r.Signal != tt.wantSignal || status(r) != tt.wantStatus {
 				t.Errorf("got exit %d signal %v status %d; want exit %d signal %v status %d",
-					r.ExitCode, r.Signal, r.Status(), tt.wantCode, tt.wantSignal, tt.wantStatus)
+					r.ExitCode, r.Signal, status(r), tt.wantCode, tt.wantSignal, tt.wantStatus)
 			}
 			if r.Duration <= 0 || r.MaxRSS <= 0 {
 				t.Errorf("Duration %v, MaxRSS %d; want both positive", r.Duration, r.MaxRSS)
@@ -283,8 +292,8 @@ func TestStartEnvironment(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if r := waitResult(t, p); r.Output != tt.want || r.Status() != 0 {
-				t.Errorf("got status %d output %q; want 0, %q", r.Status(), r.Output, tt.want)
+			if r := waitResult(t, p); r.Output != tt.want || status(r) != 0 {
+				t.Errorf("got status %d output %q; want 0, %q", status(r), r.Output, tt.want)
 			}
 		})
 	}
@@ -340,10 +349,33 @@ func TestStop(t *testing.T) {
 			live.waitFor(t, "ready")
 			p.Stop(tt.grace)
 			r := waitResult(t, p)
-			if r.Status() != tt.wantStatus || !strings.Contains(r.Output, tt.wantOutput) {
-				t.Errorf("got status %d output %q; want %d and %q in it", r.Status(), r.Output, tt.wantStatus, tt.wantOutput)
+			if status(r) != tt.wantStatus || !strings.Contains(r.Output, tt.wantOutput) {
+				t.Errorf("got status %d output %q; want %d and %q in it", status(r), r.Output, tt.wantStatus, tt.wantOutput)
 			}
 		})
+	}
+}
+
+// TestLogsThroughOptionsLogger: the runner's own lines go to the logger it
+// is given (so they are JSON when asked, filtered by level and scrubbed of
+// secrets by migrun's handler), never to slog's global default.
+func TestLogsThroughOptionsLogger(t *testing.T) {
+	var global, given syncBuffer
+	defer slog.SetDefault(slog.Default())
+	slog.SetDefault(slog.New(slog.NewTextHandler(&global, nil)))
+	live := newWatchWriter()
+	p := startShell(t, `trap '' TERM; echo ready; while :; do sleep 0.05; done`, Options{
+		Stdout: live,
+		Logger: slog.New(slog.NewJSONHandler(&given, nil)),
+	})
+	live.waitFor(t, "ready")
+	p.Stop(50 * time.Millisecond)
+	waitResult(t, p)
+	if !strings.Contains(given.String(), `"msg":"the command did not stop in time; killing it"`) {
+		t.Errorf("the given logger lacks the stop line:\n%s", given.String())
+	}
+	if global.String() != "" {
+		t.Errorf("the runner logged through slog's default:\n%s", global.String())
 	}
 }
 
@@ -424,8 +456,8 @@ func TestLargeOutput(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := runShell(t, tt.script, Options{})
-			if r.Status() != 0 {
-				t.Fatalf("status %d", r.Status())
+			if status(r) != 0 {
+				t.Fatalf("status %d", status(r))
 			}
 			wantOmitted := tt.total - 2*defaultCapture
 			if r.Omitted != wantOmitted {
@@ -457,8 +489,8 @@ func TestBrokenLiveWriter(t *testing.T) {
 	// its output were no longer read.
 	r := runShell(t, `head -c 1048576 /dev/zero; echo; echo out-done; echo err-done >&2`,
 		Options{Stdout: &stdout, Stderr: &stderr, CaptureHead: 16, CaptureTail: 32})
-	if r.Status() != 0 {
-		t.Errorf("status %d; want 0", r.Status())
+	if status(r) != 0 {
+		t.Errorf("status %d; want 0", status(r))
 	}
 	// The streams race each other, so only the totals and stdout's own
 	// order are certain: its last line is in the tail.
@@ -482,8 +514,8 @@ func TestDrainTimeout(t *testing.T) {
 		t.Fatalf("output %q does not start with the sleep's pid", r.Output)
 	}
 	defer syscall.Kill(sleepPid, syscall.SIGKILL)
-	if rest != "hi\n" || r.Status() != 0 {
-		t.Errorf("status %d, output after the pid %q; want 0, %q", r.Status(), rest, "hi\n")
+	if rest != "hi\n" || status(r) != 0 {
+		t.Errorf("status %d, output after the pid %q; want 0, %q", status(r), rest, "hi\n")
 	}
 	if err := syscall.Kill(sleepPid, 0); err != nil {
 		t.Errorf("the sleep holding the output is gone (%v): Wait waited for it instead of the drain timeout", err)
@@ -548,8 +580,8 @@ func TestReapOrphans(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := runShell(t, tt.script, Options{ReapOrphans: true})
-			if r.Status() != 7 {
-				t.Errorf("status %d; want 7", r.Status())
+			if status(r) != 7 {
+				t.Errorf("status %d; want 7", status(r))
 			}
 			// Without the subreaper the orphan would go to init and the
 			// zombie check below would prove nothing.
@@ -619,7 +651,25 @@ func TestCommandDiesWithMigrun(t *testing.T) {
 
 func TestClosedStdoutDoesNotKillMigrun(t *testing.T) {
 	r := waitResult(t, startHelper(t, "closed-stdout", Options{}))
-	if r.Status() != 0 || !strings.Contains(r.Output, "command status=0 ") {
-		t.Errorf("helper ended with status %d, output %q; want 0 and the command's status 0", r.Status(), r.Output)
+	if status(r) != 0 || !strings.Contains(r.Output, "command status=0 ") {
+		t.Errorf("helper ended with status %d, output %q; want 0 and the command's status 0", status(r), r.Output)
 	}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers and readers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

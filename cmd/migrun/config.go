@@ -2,203 +2,219 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"maps"
-	"reflect"
+	"log/slog"
+	"math"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/caarlos0/env/v11"
-
 	"github.com/migrun/migrun/dburl"
-	"github.com/migrun/migrun/lock"
+	"github.com/migrun/migrun/internal/redact"
 	"github.com/migrun/migrun/notify"
 )
 
-// defaultCommand is what runs when nothing follows "--".
+// defaultCommand is what `migrun run` runs when nothing follows "--".
 var defaultCommand = []string{"bundle", "exec", "rails", "db:migrate"}
 
-const defaultTerminationLog = "/dev/termination-log"
+// The settings, grouped as subcommands share them. See settings.go for the tags.
 
-// errUsage marks configuration and usage errors: exit 64.
-var errUsage = errors.New("usage error")
-
-// config is everything `migrun run` is told, from the environment and flags.
-// Each field's env tag names its variable; its flag is named in bindFlags.
-type config struct {
-	DatabaseURL    string        `env:"MIGRUN_DATABASE_URL"`
-	LockName       string        `env:"MIGRUN_LOCK_NAME"`
-	LockTimeout    time.Duration `env:"MIGRUN_LOCK_TIMEOUT" envDefault:"30m"`
-	ConnectTimeout time.Duration `env:"MIGRUN_CONNECT_TIMEOUT" envDefault:"60s"`
-	KeepAlive      time.Duration `env:"MIGRUN_KEEPALIVE_INTERVAL" envDefault:"10s"`
-	LockMode       string        `env:"MIGRUN_LOCK_MODE" envDefault:"session"`
-	EmptyOutput    string        `env:"MIGRUN_EMPTY_OUTPUT" envDefault:"No DB migration"`
-	Environment    string        `env:"MIGRUN_ENVIRONMENT"`
-	TerminationLog string        `env:"MIGRUN_TERMINATION_LOG"`
-	LogFormat      string        `env:"MIGRUN_LOG_FORMAT" envDefault:"text"`
-	LogLevel       string        `env:"MIGRUN_LOG_LEVEL" envDefault:"info"`
-	RubySync       bool          `env:"MIGRUN_RUBY_SYNC" envDefault:"true"`
-
-	SkipIfCurrent   bool          `env:"MIGRUN_SKIP_IF_CURRENT"`
-	WaitTimeout     time.Duration `env:"MIGRUN_WAIT_TIMEOUT" envDefault:"10m"`
-	MigrationsPaths string        `env:"MIGRUN_MIGRATIONS_PATHS" envDefault:"db/migrate"`
-	Databases       string        `env:"MIGRUN_DATABASES"`
-
-	SlackWebhookURL string        `env:"SLACK_WEBHOOK_URL"`
-	SlackBotToken   string        `env:"SLACK_BOT_TOKEN"`
-	SlackChannel    string        `env:"SLACK_CHANNEL"`
-	SlackAPIURL     string        `env:"SLACK_API_URL"`
-	SlackUsername   string        `env:"SLACK_USERNAME" envDefault:"Rails DB Migration"`
-	SlackIconEmoji  string        `env:"SLACK_ICON_EMOJI" envDefault:":rails:"`
-	SlackTimeout    time.Duration `env:"MIGRUN_NOTIFY_TIMEOUT" envDefault:"30s"`
-	Notify          string        `env:"MIGRUN_NOTIFY" envDefault:"always"`
-	App             string        `env:"MIGRUN_APP"`
-	Revision        string        `env:"MIGRUN_REVISION"`
-
-	// Derived by parseRun, not read directly.
-	Command                []string      `env:"-"`
-	TerminationLogExplicit bool          `env:"-"`
-	URL                    *dburl.URL    `env:"-"`
-	Mode                   lock.Mode     `env:"-"`
-	Policy                 notify.Policy `env:"-"`
-	Targets                []target      `env:"-"` // the databases the pending check reads
+type LogSettings struct {
+	LogFormat logFormat `env:"MIGRUN_LOG_FORMAT" envDefault:"text" flag:"log-format" help:"log format on stderr: text or json"`
+	LogLevel  logLevel  `env:"MIGRUN_LOG_LEVEL" envDefault:"info" flag:"log-level" help:"debug, info, warn or error"`
 }
 
-// fallbacks are the other names a variable is read under, as Rails and
-// older scripts spell them; the first name wins when several are set.
-var fallbacks = map[string][]string{
-	"MIGRUN_DATABASE_URL": {"DATABASE_URL"},
-	"MIGRUN_ENVIRONMENT":  {"RAILS_ENV", "RACK_ENV"},
-	"SLACK_WEBHOOK_URL":   {"SLACK_WEB_HOOK_URL"},
+type DatabaseSettings struct {
+	DatabaseURL    string   `env:"MIGRUN_DATABASE_URL" also:"DATABASE_URL" flag:"database-url" secret:"true" help:"the database, in Rails URL form"`
+	ConnectTimeout duration `env:"MIGRUN_CONNECT_TIMEOUT" envDefault:"60s" flag:"connect-timeout" help:"keep trying to reach the database this long, then exit 69"`
 }
 
-// parseRun reads the configuration of `migrun run` from environ and args;
-// flags win over the environment. It returns errors wrapping errUsage.
-func parseRun(args []string, environ map[string]string, usage io.Writer) (*config, error) {
-	environ = withFallbacks(environ)
-	var c config
-	if err := env.ParseWithOptions(&c, env.Options{Environment: environ}); err != nil {
-		return nil, fmt.Errorf("%w: %s", errUsage, envError(err))
-	}
-	_, c.TerminationLogExplicit = environ["MIGRUN_TERMINATION_LOG"]
+type EnvironmentSettings struct {
+	Environment string `env:"MIGRUN_ENVIRONMENT" also:"RAILS_ENV,RACK_ENV" envDefault:"development" flag:"environment" help:"the Rails environment, also the label in reports"`
+}
 
-	fs := flag.NewFlagSet("migrun run", flag.ContinueOnError)
-	fs.SetOutput(io.Discard) // errors are reported in one line by the caller
-	fs.Usage = func() {}
-	bindFlags(fs, &c)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			printUsage(usage)
-			return nil, err
-		}
-		return nil, fmt.Errorf("%w: %s", errUsage, err)
+type LockSettings struct {
+	LockName          string     `env:"MIGRUN_LOCK_NAME" flag:"lock-name" help:"what is locked; runners with the same name exclude each other (default: the database name)"`
+	LockTimeout       duration   `env:"MIGRUN_LOCK_TIMEOUT" envDefault:"30m" flag:"lock-timeout" help:"give up waiting for the lock after this long: exit 75"`
+	LockMode          lockMode   `env:"MIGRUN_LOCK_MODE" envDefault:"session" flag:"lock-mode" help:"session, transaction (PostgreSQL behind PgBouncer transaction pooling) or none"`
+	KeepAlive         duration   `env:"MIGRUN_KEEPALIVE_INTERVAL" envDefault:"5s" flag:"keepalive-interval" help:"how often the held lock is confirmed with the database"`
+	DeadHolderTimeout duration   `env:"MIGRUN_DEAD_HOLDER_TIMEOUT" envDefault:"30s" flag:"dead-holder-timeout" help:"a runner that vanishes (node lost, network cut) holds the lock at most about this long"`
+	StopTimeout       duration   `env:"MIGRUN_STOP_TIMEOUT" envDefault:"10s" flag:"stop-timeout" help:"when migrun stops the command (lock lost), SIGKILL this long after SIGTERM"`
+	OnLockLost        onLockLost `env:"MIGRUN_ON_LOCK_LOST" envDefault:"stop" flag:"on-lock-lost" help:"stop the command when the lock is lost (stop) or let it finish (continue)"`
+}
+
+type GateSettings struct {
+	MigrationsPaths string `env:"MIGRUN_MIGRATIONS_PATHS" flag:"migrations-paths" help:"comma-separated migration directories of the primary database (default db/migrate)"`
+	Databases       string `env:"MIGRUN_DATABASES" flag:"databases" help:"multi-database apps: name:dir;dir,... e.g. primary:db/migrate,animals:db/animals_migrate"`
+}
+
+type ReportSettings struct {
+	TerminationLog string `env:"MIGRUN_TERMINATION_LOG" envDefault:"/dev/termination-log" flag:"termination-log" help:"where the summary for Kubernetes goes (the default path only when it exists)"`
+	EmptyOutput    string `env:"MIGRUN_EMPTY_OUTPUT" envDefault:"No DB migration" flag:"empty-output" help:"the result text when the command printed nothing"`
+	App            string `env:"MIGRUN_APP" flag:"app" help:"application name shown in reports"`
+	Revision       string `env:"MIGRUN_REVISION" flag:"revision" help:"revision or image tag shown in reports"`
+}
+
+type SlackSettings struct {
+	SlackWebhookURL string       `env:"SLACK_WEBHOOK_URL" also:"SLACK_WEB_HOOK_URL" flag:"slack-webhook-url" secret:"true" help:"Slack incoming webhook"`
+	SlackBotToken   string       `env:"SLACK_BOT_TOKEN" flag:"slack-bot-token" secret:"true" help:"Slack bot token, instead of a webhook (with --slack-channel)"`
+	SlackChannel    string       `env:"SLACK_CHANNEL" flag:"slack-channel" help:"Slack channel, e.g. #deploys"`
+	SlackAPIURL     string       `env:"SLACK_API_URL" flag:"slack-api-url" help:"Slack Web API base for the bot token, e.g. a proxy"`
+	SlackUsername   string       `env:"SLACK_USERNAME" envDefault:"Rails DB Migration" flag:"slack-username" help:"Slack user name"`
+	SlackIconEmoji  string       `env:"SLACK_ICON_EMOJI" envDefault:":rails:" flag:"slack-icon-emoji" help:"Slack icon"`
+	NotifyTimeout   duration     `env:"MIGRUN_NOTIFY_TIMEOUT" envDefault:"30s" flag:"notify-timeout" help:"bound on all attempts to notify"`
+	Notify          notifyPolicy `env:"MIGRUN_NOTIFY" envDefault:"always" flag:"notify" help:"when to notify: always, changes, failures or never"`
+}
+
+// runConfig is `migrun run`'s configuration.
+type runConfig struct {
+	LogSettings
+	DatabaseSettings
+	EnvironmentSettings
+	LockSettings
+	GateSettings
+	ReportSettings
+	SlackSettings
+	SkipIfCurrent boolean `env:"MIGRUN_SKIP_IF_CURRENT" flag:"skip-if-current" help:"check for pending migrations first and do not run the command when none is"`
+	RubySync      boolean `env:"MIGRUN_RUBY_SYNC" envDefault:"true" flag:"ruby-sync" help:"make Ruby write its output at once, so logs are live and in order"`
+
+	// Derived by parseRun.
+	command           []string
+	url               *dburl.URL // nil with lock mode none and no database
+	targets           []target   // the databases the pending check reads
+	terminationLogSet bool       // the termination log path was given, so it is created
+	parsed            *parsed
+}
+
+// waitConfig is `migrun wait`'s configuration.
+type waitConfig struct {
+	LogSettings
+	DatabaseSettings
+	EnvironmentSettings
+	GateSettings
+	WaitTimeout duration `env:"MIGRUN_WAIT_TIMEOUT" envDefault:"10m" flag:"wait-timeout" help:"give up waiting for pending migrations after this long: exit 75"`
+
+	url     *dburl.URL
+	targets []target
+}
+
+// parseRun reads `migrun run`'s configuration from environ and args (flags
+// win). A bad value is an error naming the variable or flag; the
+// configuration is returned even then, as far as it was read, so that the
+// error can still be reported to Slack.
+func parseRun(args []string, environ map[string]string, usage io.Writer) (*runConfig, error) {
+	c := &runConfig{}
+	p, err := parseSettings(c, "migrun run", args, environ, usage, func(w io.Writer) { printHelp(w, "run") })
+	if err != nil {
+		return c, err
 	}
-	fs.Visit(func(f *flag.Flag) {
-		if f.Name == "termination-log" {
-			c.TerminationLogExplicit = true
-		}
-	})
-	c.Command = fs.Args()
-	if len(c.Command) == 0 {
-		c.Command = slices.Clone(defaultCommand)
+	c.parsed = p
+	c.command = p.args
+	if len(c.command) == 0 {
+		c.command = slices.Clone(defaultCommand)
 	}
-	if err := c.complete(); err != nil {
-		return nil, fmt.Errorf("%w: %s", errUsage, err)
+	if c.command[0] == "" {
+		return c, errors.New("the command is empty (after --)")
+	}
+	c.terminationLogSet = p.given(&c.TerminationLog)
+	if err := c.checkDurations(p, &c.LockTimeout, &c.KeepAlive, &c.DeadHolderTimeout, &c.StopTimeout, &c.NotifyTimeout); err != nil {
+		return c, err
+	}
+	if err := c.SlackSettings.validate(p); err != nil {
+		return c, err
+	}
+	if c.url, err = parseDatabase(p, &c.DatabaseSettings, c.LockMode != "none" || bool(c.SkipIfCurrent)); err != nil {
+		return c, err
+	}
+	if c.LockName == "" && c.url != nil {
+		c.LockName = c.url.Database
 	}
 	if c.SkipIfCurrent || c.Databases != "" {
-		if err := c.resolveTargets(environ); err != nil {
-			return nil, fmt.Errorf("%w: %s", errUsage, err)
+		if c.targets, err = resolveTargets(p, &c.GateSettings, c.url, environ); err != nil {
+			return c, err
 		}
 	}
-	return &c, nil
+	return c, nil
 }
 
-// bindFlags makes each setting a flag whose default is what the environment said.
-func bindFlags(fs *flag.FlagSet, c *config) {
-	fs.StringVar(&c.DatabaseURL, "database-url", c.DatabaseURL, "database to lock, Rails URL form (MIGRUN_DATABASE_URL, DATABASE_URL)")
-	fs.StringVar(&c.LockName, "lock-name", c.LockName, "what is locked; runners with the same name exclude each other (MIGRUN_LOCK_NAME; default: the database name)")
-	fs.DurationVar(&c.LockTimeout, "lock-timeout", c.LockTimeout, "give up waiting for the lock after this long: exit 75 (MIGRUN_LOCK_TIMEOUT)")
-	fs.DurationVar(&c.ConnectTimeout, "connect-timeout", c.ConnectTimeout, "keep retrying to reach the database this long: exit 69 (MIGRUN_CONNECT_TIMEOUT)")
-	fs.DurationVar(&c.KeepAlive, "keepalive-interval", c.KeepAlive, "how often the held lock's connection is checked (MIGRUN_KEEPALIVE_INTERVAL)")
-	fs.StringVar(&c.LockMode, "lock-mode", c.LockMode, "session, transaction (PostgreSQL behind PgBouncer transaction pooling) or none (MIGRUN_LOCK_MODE)")
-	fs.StringVar(&c.EmptyOutput, "empty-output", c.EmptyOutput, "result text when the command printed nothing (MIGRUN_EMPTY_OUTPUT)")
-	fs.StringVar(&c.Environment, "environment", c.Environment, "environment label in reports (MIGRUN_ENVIRONMENT, RAILS_ENV; default development)")
-	fs.StringVar(&c.TerminationLog, "termination-log", c.TerminationLog, "where the summary for Kubernetes goes (MIGRUN_TERMINATION_LOG; default "+defaultTerminationLog+" when it exists)")
-	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json (MIGRUN_LOG_FORMAT)")
-	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error (MIGRUN_LOG_LEVEL)")
-	fs.BoolVar(&c.RubySync, "ruby-sync", c.RubySync, "make Ruby flush its output at once, so logs are live and in order (MIGRUN_RUBY_SYNC)")
-	fs.BoolVar(&c.SkipIfCurrent, "skip-if-current", c.SkipIfCurrent, "run: under the lock, skip the command when no migration is pending (MIGRUN_SKIP_IF_CURRENT)")
-	fs.DurationVar(&c.WaitTimeout, "wait-timeout", c.WaitTimeout, "wait: give up waiting for pending migrations after this long: exit 75 (MIGRUN_WAIT_TIMEOUT)")
-	fs.StringVar(&c.MigrationsPaths, "migrations-paths", c.MigrationsPaths, "comma-separated migration directories of the primary database (MIGRUN_MIGRATIONS_PATHS)")
-	fs.StringVar(&c.Databases, "databases", c.Databases, "multi-database apps: name:dir,... e.g. primary:db/migrate,animals:db/animals_migrate; URLs from <NAME>_DATABASE_URL (MIGRUN_DATABASES)")
-	fs.StringVar(&c.SlackWebhookURL, "slack-webhook-url", c.SlackWebhookURL, "Slack incoming webhook (SLACK_WEBHOOK_URL, SLACK_WEB_HOOK_URL)")
-	fs.StringVar(&c.SlackBotToken, "slack-bot-token", c.SlackBotToken, "Slack bot token, instead of a webhook (SLACK_BOT_TOKEN)")
-	fs.StringVar(&c.SlackChannel, "slack-channel", c.SlackChannel, "Slack channel, e.g. #deploys (SLACK_CHANNEL)")
-	fs.StringVar(&c.SlackAPIURL, "slack-api-url", c.SlackAPIURL, "Slack Web API base URL for the bot token, e.g. a proxy (SLACK_API_URL)")
-	fs.StringVar(&c.SlackUsername, "slack-username", c.SlackUsername, "Slack user name (SLACK_USERNAME)")
-	fs.StringVar(&c.SlackIconEmoji, "slack-icon-emoji", c.SlackIconEmoji, "Slack icon (SLACK_ICON_EMOJI)")
-	fs.DurationVar(&c.SlackTimeout, "notify-timeout", c.SlackTimeout, "bound on all attempts to notify (MIGRUN_NOTIFY_TIMEOUT)")
-	fs.StringVar(&c.Notify, "notify", c.Notify, "always, changes, failures or never (MIGRUN_NOTIFY)")
-	fs.StringVar(&c.App, "app", c.App, "application name shown in reports (MIGRUN_APP)")
-	fs.StringVar(&c.Revision, "revision", c.Revision, "revision or image tag shown in reports (MIGRUN_REVISION)")
+// parseWait reads `migrun wait`'s configuration.
+func parseWait(args []string, environ map[string]string, usage io.Writer) (*waitConfig, error) {
+	c := &waitConfig{}
+	p, err := parseSettings(c, "migrun wait", args, environ, usage, func(w io.Writer) { printHelp(w, "wait") })
+	if err != nil {
+		return c, err
+	}
+	if len(p.args) > 0 {
+		return c, fmt.Errorf("migrun wait takes no command, got %q (see migrun wait --help)", p.args[0])
+	}
+	if err := c.checkDurations(p, &c.WaitTimeout); err != nil {
+		return c, err
+	}
+	if c.url, err = parseDatabase(p, &c.DatabaseSettings, c.Databases == ""); err != nil {
+		return c, err
+	}
+	c.targets, err = resolveTargets(p, &c.GateSettings, c.url, environ)
+	return c, err
 }
 
-// complete validates the settings and derives the parsed forms.
-func (c *config) complete() error {
-	var err error
-	if c.Policy, err = notify.ParsePolicy(c.Notify); err != nil {
-		return err
-	}
-	if err := c.notifyOptions().Validate(); err != nil {
-		return err
-	}
-	switch lock.Mode(c.LockMode) {
-	case lock.ModeSession, lock.ModeTransaction, lock.ModeNone:
-		c.Mode = lock.Mode(c.LockMode)
-	default:
-		return fmt.Errorf("unknown lock mode %q (want session, transaction or none)", c.LockMode)
-	}
-	for name, d := range map[string]time.Duration{
-		"lock timeout": c.LockTimeout, "connect timeout": c.ConnectTimeout,
-		"keep-alive interval": c.KeepAlive, "notify timeout": c.SlackTimeout, "wait timeout": c.WaitTimeout,
-	} {
-		if d <= 0 {
-			return fmt.Errorf("%s must be positive, got %s", name, d)
+// checkDurations refuses zero for durations that bound a wait, and a
+// connect timeout of zero everywhere.
+func (d *DatabaseSettings) checkDurations(p *parsed, others ...*duration) error {
+	for _, v := range append([]*duration{&d.ConnectTimeout}, others...) {
+		if *v <= 0 {
+			return p.invalid(v, "must be positive")
 		}
-	}
-	switch c.LogFormat {
-	case "text", "json":
-	default:
-		return fmt.Errorf("unknown log format %q (want text or json)", c.LogFormat)
-	}
-	if _, err := parseLevel(c.LogLevel); err != nil {
-		return err
-	}
-	if c.Environment == "" {
-		c.Environment = "development"
-	}
-	if !c.TerminationLogExplicit || c.TerminationLog == "" {
-		c.TerminationLog = defaultTerminationLog
-	}
-	if len(c.Command) == 0 || c.Command[0] == "" {
-		return errors.New("empty command")
-	}
-	if c.DatabaseURL == "" {
-		if c.Mode != lock.ModeNone {
-			return errors.New("no database URL: set DATABASE_URL or MIGRUN_DATABASE_URL (or MIGRUN_LOCK_MODE=none to run without a lock)")
-		}
-		return nil
-	}
-	if c.URL, err = dburl.Parse(c.DatabaseURL); err != nil {
-		return err
-	}
-	if c.LockName == "" {
-		c.LockName = c.URL.Database
 	}
 	return nil
+}
+
+// parseDatabase reads the database URL; required says whether it must be set.
+func parseDatabase(p *parsed, d *DatabaseSettings, required bool) (*dburl.URL, error) {
+	if d.DatabaseURL == "" {
+		if required {
+			return nil, errors.New("no database: set DATABASE_URL (or MIGRUN_DATABASE_URL, --database-url); MIGRUN_LOCK_MODE=none runs without a lock")
+		}
+		return nil, nil
+	}
+	u, err := dburl.Parse(d.DatabaseURL)
+	if err != nil {
+		return nil, p.invalid(&d.DatabaseURL, "%w", err)
+	}
+	return u, nil
+}
+
+// validate checks the Slack settings; its errors name the setting and never
+// echo the webhook URL or the token.
+func (s *SlackSettings) validate(p *parsed) error {
+	if err := s.options(nil).Validate(); err != nil {
+		ptr := &s.SlackWebhookURL
+		if s.SlackWebhookURL == "" {
+			ptr = &s.SlackBotToken
+		}
+		return p.invalid(ptr, "%w", err)
+	}
+	return nil
+}
+
+// usable reports whether Slack is configured well enough to be told.
+func (s *SlackSettings) usable() bool {
+	o := s.options(nil)
+	return o.Enabled() && o.Validate() == nil && s.Notify != ""
+}
+
+// options are the notifier's options from the settings.
+func (s *SlackSettings) options(log *slog.Logger) notify.Options {
+	return notify.Options{
+		WebhookURL: s.SlackWebhookURL,
+		BotToken:   s.SlackBotToken,
+		Channel:    s.SlackChannel,
+		APIURL:     s.SlackAPIURL,
+		Username:   s.SlackUsername,
+		IconEmoji:  s.SlackIconEmoji,
+		Timeout:    time.Duration(s.NotifyTimeout),
+		Logger:     log,
+	}
 }
 
 // target is one database of the app and its migration directories.
@@ -211,37 +227,41 @@ type target struct {
 // resolveTargets reads MIGRUN_DATABASES (or the primary database and
 // MIGRUN_MIGRATIONS_PATHS), taking each database's URL as Rails does:
 // DATABASE_URL for primary, <NAME>_DATABASE_URL for the others.
-func (c *config) resolveTargets(environ map[string]string) error {
-	if c.Databases == "" {
-		if c.URL == nil {
-			return errors.New("no database URL: set DATABASE_URL or MIGRUN_DATABASE_URL")
+func resolveTargets(p *parsed, g *GateSettings, primary *dburl.URL, environ map[string]string) ([]target, error) {
+	if g.Databases == "" {
+		if primary == nil {
+			return nil, errors.New("no database: set DATABASE_URL (or MIGRUN_DATABASE_URL, --database-url)")
 		}
-		c.Targets = []target{{name: "primary", url: c.URL, paths: splitList(c.MigrationsPaths)}}
-		return nil
+		paths := splitList(g.MigrationsPaths)
+		if len(paths) == 0 {
+			paths = []string{"db/migrate"}
+		}
+		return []target{{name: "primary", url: primary, paths: paths}}, nil
 	}
-	for _, entry := range splitList(c.Databases) {
+	var targets []target
+	for _, entry := range splitList(g.Databases) {
 		name, dirs, ok := strings.Cut(entry, ":")
 		if !ok || name == "" || dirs == "" {
-			return fmt.Errorf("MIGRUN_DATABASES entry %q is not name:directory", entry)
+			return nil, p.invalid(&g.Databases, "entry %q is not name:directory", entry)
 		}
 		t := target{name: name, paths: strings.Split(dirs, ";")}
-		if name == "primary" && c.URL != nil {
-			t.url = c.URL
+		if name == "primary" && primary != nil {
+			t.url = primary
 		} else {
 			variable := strings.ToUpper(name) + "_DATABASE_URL"
 			raw := environ[variable]
 			if raw == "" {
-				return fmt.Errorf("database %s: %s is not set", name, variable)
+				return nil, fmt.Errorf("database %s: %s is not set (MIGRUN_DATABASES names it)", name, variable)
 			}
 			u, err := dburl.Parse(raw)
 			if err != nil {
-				return fmt.Errorf("%s: %w", variable, err)
+				return nil, fmt.Errorf("%s: %w", variable, err)
 			}
 			t.url = u
 		}
-		c.Targets = append(c.Targets, t)
+		targets = append(targets, t)
 	}
-	return nil
+	return targets, nil
 }
 
 func splitList(s string) []string {
@@ -254,115 +274,104 @@ func splitList(s string) []string {
 	return out
 }
 
-func (c *config) notifyOptions() notify.Options {
-	return notify.Options{
-		WebhookURL: c.SlackWebhookURL,
-		BotToken:   c.SlackBotToken,
-		Channel:    c.SlackChannel,
-		APIURL:     c.SlackAPIURL,
-		Username:   c.SlackUsername,
-		IconEmoji:  c.SlackIconEmoji,
-		Timeout:    c.SlackTimeout,
-	}
-}
-
-// secrets lists what must never be printed, as far as it is known.
-func (c *config) secrets() []string {
-	s := []string{c.SlackWebhookURL, c.SlackBotToken}
-	if c.URL != nil {
-		s = append(s, c.URL.Secrets()...)
-	}
-	for _, t := range c.Targets {
-		s = append(s, t.url.Secrets()...)
-	}
-	return s
-}
-
-func withFallbacks(environ map[string]string) map[string]string {
-	out := maps.Clone(environ)
-	if out == nil {
-		out = map[string]string{}
-	}
-	for name, others := range fallbacks {
-		if out[name] != "" {
+// scrubberFor knows what must never be printed: the values of the secret
+// settings of cfg, as parsed and as given (variables, flags), however far
+// parsing got, and the passwords of every database URL in the environment.
+func scrubberFor(cfg any, args []string, environ map[string]string) *redact.Scrubber {
+	var raw []string
+	for _, s := range settingsOf(cfg) {
+		if !s.Secret {
 			continue
 		}
-		for _, o := range others {
-			if v := environ[o]; v != "" {
-				out[name] = v
-				break
+		raw = append(raw, s.text())
+		for _, name := range append([]string{s.Env}, s.Also...) {
+			raw = append(raw, environ[name])
+		}
+		raw = append(raw, flagValues(args, s.Flag)...)
+	}
+	for k, v := range environ {
+		if strings.HasSuffix(k, "DATABASE_URL") {
+			raw = append(raw, v)
+		}
+	}
+	var secrets []string
+	for _, v := range raw {
+		if v = strings.TrimSpace(v); v != "" {
+			secrets = append(secrets, v)
+			secrets = append(secrets, dburl.SecretsOf(v)...)
+		}
+	}
+	return redact.New(secrets...)
+}
+
+// flagValues finds the values given to --name in args, before "--".
+func flagValues(args []string, name string) []string {
+	if name == "" {
+		return nil
+	}
+	var out []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			break
+		}
+		flagName, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !strings.HasPrefix(a, "-") || flagName != name {
+			continue
+		}
+		if hasValue {
+			out = append(out, value)
+		} else if i+1 < len(args) {
+			out = append(out, args[i+1])
+		}
+	}
+	return out
+}
+
+// withoutSecrets is environ without the secret settings only migrun needs
+// (the Slack webhook URL and bot token): the command gets the rest, its
+// database URLs included.
+func withoutSecrets(environ map[string]string, settings []*setting) map[string]string {
+	out := make(map[string]string, len(environ))
+	for k, v := range environ {
+		out[k] = v
+	}
+	for _, s := range settings {
+		if s.Secret && !strings.HasSuffix(s.Env, "DATABASE_URL") {
+			delete(out, s.Env)
+			for _, other := range s.Also {
+				delete(out, other)
 			}
 		}
 	}
 	return out
 }
 
-// envError rewrites caarlos0/env's errors, which name Go fields, in terms
-// of the variables the user set.
-func envError(err error) string {
-	var agg env.AggregateError
-	if !errors.As(err, &agg) {
-		return err.Error()
+// envList is environ as exec wants it, sorted.
+func envList(environ map[string]string) []string {
+	out := make([]string, 0, len(environ))
+	for k, v := range environ {
+		out = append(out, k+"="+v)
 	}
-	var msgs []string
-	t := reflect.TypeFor[config]()
-	for _, e := range agg.Errors {
-		var pe env.ParseError
-		if errors.As(e, &pe) {
-			name := pe.Name
-			if f, ok := t.FieldByName(pe.Name); ok {
-				name = strings.Split(f.Tag.Get("env"), ",")[0]
-			}
-			msgs = append(msgs, fmt.Sprintf("%s: invalid %s: %v", name, kindName(pe.Type), unwrapAll(pe.Err)))
-			continue
-		}
-		msgs = append(msgs, e.Error())
-	}
-	return strings.Join(msgs, "; ")
+	slices.Sort(out)
+	return out
 }
 
-func kindName(t reflect.Type) string {
-	switch t {
-	case reflect.TypeFor[time.Duration]():
-		return "duration (e.g. 30s, 10m)"
-	case reflect.TypeFor[bool]():
-		return "boolean (true or false)"
+// newLogger logs to w in the format and at the level asked, every line
+// through the secret scrubber. Durations are seconds (a number, to the
+// millisecond) in both formats, so log pipelines read one unit.
+func newLogger(l *LogSettings, w io.Writer, scrub *redact.Scrubber) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: l.LogLevel.level(), ReplaceAttr: durationsInSeconds}
+	var h slog.Handler = slog.NewTextHandler(w, opts)
+	if l.LogFormat == "json" {
+		h = slog.NewJSONHandler(w, opts)
 	}
-	return t.String()
+	return slog.New(scrub.Handler(h))
 }
 
-// unwrapAll reaches the innermost cause, which names the bad value only.
-func unwrapAll(err error) error {
-	for {
-		next := errors.Unwrap(err)
-		if next == nil {
-			return err
-		}
-		err = next
+func durationsInSeconds(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.Float64Value(math.Round(a.Value.Duration().Seconds()*1000) / 1000)
 	}
-}
-
-// printUsage shows the flags with their built-in defaults, never the
-// environment's values: those may be secrets.
-func printUsage(out io.Writer) {
-	var defaults config
-	_ = env.ParseWithOptions(&defaults, env.Options{Environment: map[string]string{}})
-	fs := flag.NewFlagSet("migrun run", flag.ContinueOnError)
-	fs.SetOutput(out)
-	bindFlags(fs, &defaults)
-	fmt.Fprint(out, `Usage:
-  migrun run [flags] [-- COMMAND [ARG...]]   lock, run the migration (default: bundle exec rails db:migrate), report
-  migrun wait [flags]                       block until the database has every migration in db/migrate (init containers)
-  migrun version                            print the version
-
-Every flag can also be set through the environment variable named in its help.
-
-Flags:
-`)
-	fs.PrintDefaults()
-	fmt.Fprint(out, `
-Exit status: the command's own; 128+N if it died of signal N; 126 not executable;
-127 not found; 64 usage or configuration error; 69 database unreachable;
-75 lock not acquired in time (run) or migrations still pending (wait).
-`)
+	return a
 }

@@ -10,20 +10,12 @@ import (
 	"os"
 	"runtime/debug"
 	"strings"
+
+	"github.com/migrun/migrun/report"
 )
 
 // version is stamped at build time with -ldflags "-X main.version=...".
 var version = ""
-
-// Exit statuses besides the command's own (sysexits.h where one fits).
-const (
-	exitUsage         = 64  // EX_USAGE: bad flags, variables or URL
-	exitUnavailable   = 69  // EX_UNAVAILABLE: database unreachable or refused us
-	exitSoftware      = 70  // EX_SOFTWARE: migrun itself failed
-	exitTempFail      = 75  // EX_TEMPFAIL: lock not acquired in time
-	exitNotExecutable = 126 // as shells and tini
-	exitNotFound      = 127
-)
 
 func main() {
 	os.Exit(Main(context.Background(), os.Args[1:], environMap(os.Environ()), os.Stdout, os.Stderr))
@@ -33,26 +25,27 @@ func main() {
 // exit status. It is main without the process globals, for tests.
 func Main(ctx context.Context, args []string, environ map[string]string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		return runCommand(ctx, nil, environ, stdout, stderr)
+		// Typed alone, to see what it is: never take a lock and migrate.
+		printHelp(stderr, "")
+		return report.ExitUsage
 	}
 	switch args[0] {
 	case "run":
-		return runCommand(ctx, args[1:], environ, stdout, stderr)
+		return runMain(ctx, args[1:], environ, stdout, stderr)
 	case "wait":
-		return waitCommand(ctx, args[1:], environ, stderr)
+		return waitMain(ctx, args[1:], environ, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "migrun", versionString())
 		return 0
 	case "help", "-h", "-help", "--help":
-		printUsage(stdout)
-		return 0
+		return helpMain(args[1:], stdout, stderr)
 	}
 	if strings.HasPrefix(args[0], "-") {
 		// `migrun [flags] -- COMMAND` is `migrun run [flags] -- COMMAND`.
-		return runCommand(ctx, args, environ, stdout, stderr)
+		return runMain(ctx, args, environ, stdout, stderr)
 	}
-	fmt.Fprintf(stderr, "migrun: unknown command %q (want run, wait or version; see migrun help)\n", args[0])
-	return exitUsage
+	fmt.Fprintf(stderr, "migrun: unknown command %q (want run, wait, help or version)\n", args[0])
+	return report.ExitUsage
 }
 
 func versionString() string {

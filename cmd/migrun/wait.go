@@ -3,22 +3,125 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"os/signal"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/migrun/migrun/internal/dbconn"
-	"github.com/migrun/migrun/internal/redact"
 	"github.com/migrun/migrun/pending"
 	"github.com/migrun/migrun/rails"
+	"github.com/migrun/migrun/report"
 )
+
+// waitMain is `migrun wait`: block until every database has every
+// migration the image carries, so app Pods start only on a migrated
+// schema. It reads files and schema_migrations; it never boots Ruby.
+func waitMain(ctx context.Context, args []string, environ map[string]string, stdout, stderr io.Writer) int {
+	cfg, err := parseWait(args, environ, stdout)
+	if errors.Is(err, errHelp) {
+		return 0
+	}
+	scrub := scrubberFor(cfg, args, environ)
+	if err != nil {
+		fmt.Fprintf(stderr, "migrun: %s\n", scrub.String(err.Error()))
+		return report.ExitUsage
+	}
+	log := newLogger(&cfg.LogSettings, stderr, scrub)
+	res := waitUntilCurrent(ctx, cfg, log)
+	attrs := []any{"waited", res.Duration}
+	if res.Err != "" {
+		attrs = append(attrs, "err", scrub.String(res.Err))
+	}
+	log.Log(ctx, severityLevel(res.Severity()), res.Describe(), attrs...)
+	return res.ExitStatus()
+}
+
+// waitUntilCurrent checks until nothing is pending, the wait timeout
+// passes, the database cannot be reached, or a signal stops it.
+func waitUntilCurrent(ctx context.Context, cfg *waitConfig, log *slog.Logger) report.Result {
+	started := time.Now()
+	res := report.Result{Started: started, ExitCode: -1}
+	defer func() { res.Duration = time.Since(started) }()
+
+	cs, err := newCheckers(cfg.targets, time.Duration(cfg.ConnectTimeout), log)
+	if err != nil {
+		res.Outcome, res.Err = report.ConfigError, err.Error()
+		return res
+	}
+	defer cs.close()
+
+	sigs, stopWatching := watchSignals()
+	defer stopWatching()
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(cfg.WaitTimeout))
+	defer cancel()
+	ctx, release := cancelOnSignal(ctx, sigs)
+	defer release()
+
+	backoff := 100 * time.Millisecond
+	last := ""
+	for {
+		missing, err := cs.pending(ctx, cfg.targets)
+		switch {
+		case ctx.Err() != nil:
+			if sig := signalOf(ctx); sig != 0 {
+				res.Outcome, res.Signal = report.Stopped, sig
+				return res
+			}
+			res.Outcome = report.StillPending
+			res.Err = fmt.Sprintf("still pending after %s: %s", time.Duration(cfg.WaitTimeout), last)
+			return res
+		case errors.Is(err, dbconn.ErrUnavailable):
+			res.Outcome, res.Err = report.Unreachable, err.Error()
+			return res
+		case err != nil:
+			log.Warn("cannot read applied migrations; retrying", "err", err)
+		case len(missing) == 0:
+			res.Outcome = report.Current
+			return res
+		default:
+			if now := describePending(missing); now != last {
+				log.Info("waiting for migrations", "pending", now)
+				last = now
+			}
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+		case <-t.C:
+		}
+		backoff = min(backoff*2, 2*time.Second)
+	}
+}
+
+// nothingPending checks whether every database already has every
+// migration the image carries; then the command (a Rails boot per Pod,
+// for init containers) is not needed. When the check cannot tell, the
+// command runs: it is the authority.
+func (r *run) nothingPending(ctx context.Context) bool {
+	cs, err := newCheckers(r.cfg.targets, time.Duration(r.cfg.ConnectTimeout), r.log)
+	if err != nil {
+		r.log.Warn("cannot check pending migrations; running the command", "err", err)
+		return false
+	}
+	defer cs.close()
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(r.cfg.ConnectTimeout))
+	defer cancel()
+	missing, err := cs.pending(ctx, r.cfg.targets)
+	if err != nil {
+		r.log.Warn("cannot check pending migrations; running the command", "err", err)
+		return false
+	}
+	if len(missing) > 0 {
+		r.log.Info("migrations pending", "pending", describePending(missing))
+		return false
+	}
+	r.log.Info("no migration pending; not running the command")
+	return true
+}
 
 // checkers compare each of the app's databases with the migrations the
 // image carries, keeping one connection per database between checks.
@@ -58,81 +161,6 @@ func (cs checkers) pending(ctx context.Context, targets []target) (map[string][]
 func (cs checkers) close() {
 	for _, c := range cs {
 		c.Close()
-	}
-}
-
-// waitCommand is `migrun wait`: block until every database has every
-// migration the image carries, so app Pods start only on a migrated
-// schema. It reads files and schema_migrations; it never boots Ruby.
-func waitCommand(ctx context.Context, args []string, environ map[string]string, stderr io.Writer) int {
-	cfg, err := parseRun(args, environ, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
-	if err == nil && len(cfg.Targets) == 0 {
-		if terr := cfg.resolveTargets(environ); terr != nil {
-			err = fmt.Errorf("%w: %s", errUsage, terr)
-		}
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "migrun: %s\n", redact.New(rawSecrets(args, environ)...).String(err.Error()))
-		return exitUsage
-	}
-	log := newLogger(cfg, stderr, redact.New(cfg.secrets()...))
-	cs, err := newCheckers(cfg.Targets, cfg.ConnectTimeout, log)
-	if err != nil {
-		log.Error("cannot check pending migrations", "err", err)
-		return exitUsage
-	}
-	defer cs.close()
-
-	ctx, cancel := context.WithTimeout(ctx, cfg.WaitTimeout)
-	defer cancel()
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, forwarded...)
-	defer signal.Stop(sigs)
-	var stoppedBy os.Signal
-	go func() {
-		select {
-		case stoppedBy = <-sigs:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-
-	started := time.Now()
-	backoff := 100 * time.Millisecond
-	last := ""
-	for {
-		missing, err := cs.pending(ctx, cfg.Targets)
-		switch {
-		case ctx.Err() != nil:
-			if sig, ok := stoppedBy.(syscall.Signal); ok {
-				return 128 + int(sig)
-			}
-			log.Error("migrations still pending at the wait timeout", "timeout", cfg.WaitTimeout, "pending", last)
-			return exitTempFail
-		case errors.Is(err, dbconn.ErrUnavailable):
-			log.Error("database unreachable", "err", err)
-			return exitUnavailable
-		case err != nil:
-			log.Warn("cannot read applied migrations; retrying", "err", err)
-		case len(missing) == 0:
-			log.Info("no migration pending", "waited", time.Since(started).Round(time.Millisecond))
-			return 0
-		default:
-			if now := describePending(missing); now != last {
-				log.Info("waiting for migrations", "pending", now)
-				last = now
-			}
-		}
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-		case <-t.C:
-		}
-		backoff = min(backoff*2, 2*time.Second)
 	}
 }
 

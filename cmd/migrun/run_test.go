@@ -1,0 +1,96 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/migrun/migrun/internal/redact"
+	"github.com/migrun/migrun/report"
+	"github.com/migrun/migrun/runner"
+)
+
+// waitingLocker is a Locker whose Lock waits until its context ends and
+// whose Unlock records the context it was given.
+type waitingLocker struct {
+	unlockDeadline bool
+	unlockErr      error
+}
+
+func (l *waitingLocker) Lock(ctx context.Context) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func (l *waitingLocker) Unlock(ctx context.Context) error {
+	_, l.unlockDeadline = ctx.Deadline()
+	return l.unlockErr
+}
+
+func (l *waitingLocker) Lost() <-chan struct{} { return nil }
+func (l *waitingLocker) Err() error            { return nil }
+func (l *waitingLocker) String() string        { return "test lock" }
+
+func testRun(t *testing.T, logs io.Writer) *run {
+	t.Helper()
+	cfg, err := parseRun(nil, map[string]string{"DATABASE_URL": pgURL}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &run{cfg: cfg, log: slog.New(slog.NewTextHandler(logs, nil)), scrub: redact.New(), res: &report.Result{}}
+}
+
+// TestStoppedWhileWaitingReleasesBounded: a signal while waiting for the
+// lock gives 128+N, and the release that follows is bounded and its
+// failure logged, not dropped.
+func TestStoppedWhileWaitingReleasesBounded(t *testing.T) {
+	var logs bytes.Buffer
+	r := testRun(t, &logs)
+	l := &waitingLocker{unlockErr: errors.New("connection reset")}
+	sigs := make(chan os.Signal, 1)
+	sigs <- syscall.SIGINT
+	if r.acquire(context.Background(), l, sigs) {
+		t.Fatal("acquire succeeded after a signal")
+	}
+	if got := r.res.ExitStatus(); got != 130 || r.res.Outcome != report.Stopped {
+		t.Errorf("outcome %q status %d, want stopped, 130", r.res.Outcome, got)
+	}
+	if !l.unlockDeadline {
+		t.Error("Unlock after a signal had no deadline")
+	}
+	if !strings.Contains(logs.String(), "releasing the lock failed") || !strings.Contains(logs.String(), "connection reset") {
+		t.Errorf("the failed release was not logged:\n%s", logs.String())
+	}
+}
+
+// TestRecord: how the command ended decides the outcome; a lost exit
+// status is migrun's own failure (70), never the command's 0 or 255.
+func TestRecord(t *testing.T) {
+	tests := []struct {
+		out        runner.Result
+		stopped    bool
+		want       report.Outcome
+		wantStatus int
+	}{
+		{runner.Result{ExitCode: 0}, false, report.Succeeded, 0},
+		{runner.Result{ExitCode: 2}, false, report.Failed, 2},
+		{runner.Result{ExitCode: -1, Signal: syscall.SIGKILL}, false, report.Killed, 137},
+		{runner.Result{ExitCode: -1, Err: errors.New("reap pid 7: no child processes")}, false, report.InternalError, 70},
+		{runner.Result{ExitCode: -1, Signal: syscall.SIGTERM}, true, report.LockLost, 75},
+		{runner.Result{ExitCode: 0}, true, report.LockLost, 75},
+	}
+	for _, tt := range tests {
+		r := testRun(t, io.Discard)
+		r.res.Lock.CommandStopped = tt.stopped
+		r.record(tt.out)
+		if r.res.Outcome != tt.want || r.res.ExitStatus() != tt.wantStatus {
+			t.Errorf("record(%+v, stopped %v): %q %d, want %q %d", tt.out, tt.stopped, r.res.Outcome, r.res.ExitStatus(), tt.want, tt.wantStatus)
+		}
+	}
+}

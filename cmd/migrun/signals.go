@@ -1,0 +1,61 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// forwarded are the signals that stop migrun while it waits and that are
+// passed on to the command while it runs, as an orchestrator or a terminal
+// sends them.
+var forwarded = []os.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT}
+
+// watchSignals starts delivering the forwarded signals to the returned
+// channel; stop ends that. A signal that migrun inherited as ignored (SIGHUP
+// under nohup) is left ignored: watching it would un-ignore it for migrun,
+// and the command, which inherits the ignored disposition, would then get
+// it forwarded.
+func watchSignals() (sigs <-chan os.Signal, stop func()) {
+	ch := make(chan os.Signal, 8)
+	for _, s := range forwarded {
+		if !signal.Ignored(s) {
+			signal.Notify(ch, s)
+		}
+	}
+	return ch, func() { signal.Stop(ch) }
+}
+
+// stoppedBy is the cause of a context cancelled by a signal.
+type stoppedBy struct{ sig syscall.Signal }
+
+func (s stoppedBy) Error() string { return "stopped by " + s.sig.String() }
+
+// cancelOnSignal returns a context that is cancelled when a signal arrives
+// on sigs (its cause then a stoppedBy), and a function to release it. The
+// signal is carried by the context itself, so reading it needs no
+// synchronisation beyond ctx.Done().
+func cancelOnSignal(ctx context.Context, sigs <-chan os.Signal) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case s := <-sigs:
+			cancel(stoppedBy{s.(syscall.Signal)})
+		case <-done:
+		}
+	}()
+	return ctx, func() {
+		close(done)
+		cancel(context.Canceled)
+	}
+}
+
+// signalOf is the signal that cancelled ctx, or 0.
+func signalOf(ctx context.Context) int {
+	if s, ok := context.Cause(ctx).(stoppedBy); ok {
+		return int(s.sig)
+	}
+	return 0
+}
