@@ -43,8 +43,9 @@ type Process struct {
 // the command cannot be run.
 //
 // The command (the direct child: Pdeathsig reaches no further) is killed if
-// migrun dies. Its output is copied live to opts.Stdout and opts.Stderr, and
-// into the bounded Result.Output. Start also installs a SIGPIPE handler for
+// migrun dies. Its output is copied live to opts.Stdout (and, with
+// opts.SeparateStderr, its stderr to opts.Stderr) and into the bounded
+// Result.Output. Start also installs a SIGPIPE handler for
 // the whole process, so that a closed stdout cannot kill migrun.
 func Start(argv []string, env []string, opts Options) (*Process, error) {
 	if len(argv) == 0 {
@@ -67,44 +68,24 @@ func Start(argv []string, env []string, opts Options) (*Process, error) {
 	CatchSIGPIPE()
 
 	// exec is given *os.File ends, so it starts no copying goroutines of its
-	// own: the readers below own the output.
-	outR, outW, err := os.Pipe()
+	// own: the readers below own the output. By default stdout and stderr
+	// share one pipe: writes to a pipe keep their order, so the capture is
+	// exactly what the command wrote, in the order it wrote it.
+	streams, err := openStreams(opts)
 	if err != nil {
-		return nil, fmt.Errorf("start %q: stdout pipe: %w", name, err)
+		return nil, fmt.Errorf("start %q: %w", name, err)
 	}
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		outR.Close()
-		outW.Close()
-		return nil, fmt.Errorf("start %q: stderr pipe: %w", name, err)
-	}
-	// Best effort: above /proc/sys/fs/pipe-max-size (1 MiB by default) an
-	// unprivileged process is refused, and the default size still works.
-	// The live writers too, when they are pipes (a container's log pipe),
-	// so a 256 KiB write is not cut into four waits for the reader;
-	// F_SETPIPE_SZ fails harmlessly on anything else.
-	files := []*os.File{outW, errW}
-	for _, w := range []io.Writer{opts.Stdout, opts.Stderr} {
-		if f, ok := w.(*os.File); ok {
-			files = append(files, f)
-		}
-	}
-	for _, w := range files {
-		if sc, err := w.SyscallConn(); err == nil {
-			_ = sc.Control(func(fd uintptr) {
-				// Only pipes answer, and only grow: never shrink a larger one.
-				if size, err := unix.FcntlInt(fd, unix.F_GETPIPE_SZ, 0); err == nil && size < pipeSize {
-					_, _ = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, pipeSize)
-				}
-			})
+	closeAll := func(ends func(outputStream) *os.File) {
+		for _, st := range streams {
+			ends(st).Close()
 		}
 	}
 	cmd := &exec.Cmd{
 		Path:   path,
 		Args:   argv,
 		Env:    env,
-		Stdout: outW,
-		Stderr: errW,
+		Stdout: streams[0].w,
+		Stderr: streams[len(streams)-1].w,
 		SysProcAttr: &syscall.SysProcAttr{
 			Setpgid:   true,
 			Pdeathsig: syscall.SIGKILL,
@@ -136,31 +117,84 @@ func Start(argv []string, env []string, opts Options) (*Process, error) {
 		// A grandchild still holds the pipes: stop reading, so the readers
 		// return and close their ends.
 		now := time.Now()
-		_ = outR.SetReadDeadline(now)
-		_ = errR.SetReadDeadline(now)
+		for _, st := range streams {
+			_ = st.r.SetReadDeadline(now)
+		}
 	})
 	err = <-started
 	// The child has its own copies; ours must go so the readers see EOF
 	// when the command (and whatever inherited them) is gone.
-	outW.Close()
-	errW.Close()
+	closeAll(func(st outputStream) *os.File { return st.w })
 	if err != nil {
-		outR.Close()
-		errR.Close()
+		closeAll(func(st outputStream) *os.File { return st.r })
 		return nil, fmt.Errorf("start %q: %w", name, classifyStartError(err))
 	}
 
-	// One lock for both live writers: at most one Write at a time, so
+	// One lock for the live writers: at most one Write at a time, so
 	// Stdout and Stderr may be the same writer.
 	var liveMu sync.Mutex
-	readers.Add(2)
-	go p.copyOutput(&readers, outR, &liveWriter{mu: &liveMu, w: opts.Stdout})
-	go p.copyOutput(&readers, errR, &liveWriter{mu: &liveMu, w: opts.Stderr})
+	readers.Add(len(streams))
+	for _, st := range streams {
+		go p.copyOutput(&readers, st.r, &liveWriter{mu: &liveMu, w: st.live})
+	}
 	go func() {
 		readers.Wait()
 		close(drained)
 	}()
 	return p, nil
+}
+
+// outputStream is a pipe the command writes to, and where its live copy goes.
+type outputStream struct {
+	r, w *os.File
+	live io.Writer
+}
+
+// openStreams makes the command's output pipes: one for stdout and stderr
+// together, copied live to opts.Stdout, or with opts.SeparateStderr one each.
+func openStreams(opts Options) ([]outputStream, error) {
+	lives := []io.Writer{opts.Stdout}
+	if opts.SeparateStderr {
+		lives = append(lives, opts.Stderr)
+	}
+	var streams []outputStream
+	for _, live := range lives {
+		r, w, err := os.Pipe()
+		if err != nil {
+			for _, st := range streams {
+				st.r.Close()
+				st.w.Close()
+			}
+			return nil, fmt.Errorf("output pipe: %w", err)
+		}
+		streams = append(streams, outputStream{r: r, w: w, live: live})
+	}
+	// Best effort: above /proc/sys/fs/pipe-max-size (1 MiB by default) an
+	// unprivileged process is refused, and the default size still works.
+	// The live writers too, when they are pipes (a container's log pipe),
+	// so a 256 KiB write is not cut into four waits for the reader;
+	// F_SETPIPE_SZ fails harmlessly on anything else.
+	for _, st := range streams {
+		growPipe(st.w)
+		if f, ok := st.live.(*os.File); ok {
+			growPipe(f)
+		}
+	}
+	return streams, nil
+}
+
+// growPipe asks for a pipeSize buffer when f is a smaller pipe; only pipes
+// answer, and a larger one is never shrunk.
+func growPipe(f *os.File) {
+	sc, err := f.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = sc.Control(func(fd uintptr) {
+		if size, err := unix.FcntlInt(fd, unix.F_GETPIPE_SZ, 0); err == nil && size < pipeSize {
+			_, _ = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, pipeSize)
+		}
+	})
 }
 
 // supervise starts cmd and reaps it from one locked OS thread: Pdeathsig

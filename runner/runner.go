@@ -19,10 +19,17 @@ var (
 
 // Options tune how a command is supervised. The zero value is usable.
 type Options struct {
-	// Stdout and Stderr receive the command's output live; nil discards it.
-	// A write error (a closed pipe) stops the live copy, never the command.
-	// At most one Write runs at a time, so both may be the same writer.
-	Stdout, Stderr io.Writer
+	// Stdout receives the command's output live, stdout and stderr
+	// together in the order they were written; nil discards it. A write
+	// error (a closed pipe) stops the live copy, never the command.
+	Stdout io.Writer
+	// SeparateStderr gives the command's stderr a pipe of its own, copied
+	// live to Stderr, so the live copies keep the two streams apart. The
+	// captured Result.Output then interleaves them in the order migrun read
+	// them, which can differ from the order they were written. At most one
+	// Write runs at a time, so Stdout and Stderr may be the same writer.
+	SeparateStderr bool
+	Stderr         io.Writer
 	// CaptureHead and CaptureTail bound the captured copy: the first and the
 	// last so many bytes are kept. 0 means 64 KiB each.
 	CaptureHead, CaptureTail int
@@ -44,7 +51,7 @@ type Result struct {
 	ExitCode int            // the exit code; -1 when the command died of a signal
 	Signal   syscall.Signal // the signal that killed the command, 0 if it exited
 	Duration time.Duration
-	// Output is stdout and stderr interleaved in arrival order, bounded: when
+	// Output is stdout and stderr as written (see SeparateStderr), bounded: when
 	// more was written than fits, the head and the tail are kept with a marker
 	// line between them saying how much was left out.
 	Output  string

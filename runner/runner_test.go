@@ -305,7 +305,7 @@ func TestSignalReachesPipeline(t *testing.T) {
 	script := `trap 'echo shell-got-usr1' USR1
 (trap 'echo subshell-got-usr1 >&2; exit 0' USR1; echo ready >&2; while :; do sleep 0.05; done) | cat`
 	live := newWatchWriter()
-	p := startShell(t, script, Options{Stderr: live})
+	p := startShell(t, script, Options{Stdout: live})
 	live.waitFor(t, "ready")
 	if err := p.Signal(syscall.SIGUSR1); err != nil {
 		t.Fatal(err)
@@ -488,7 +488,7 @@ func TestBrokenLiveWriter(t *testing.T) {
 	// 1 MiB is far more than a pipe buffer: the command would block if
 	// its output were no longer read.
 	r := runShell(t, `head -c 1048576 /dev/zero; echo; echo out-done; echo err-done >&2`,
-		Options{Stdout: &stdout, Stderr: &stderr, CaptureHead: 16, CaptureTail: 32})
+		Options{Stdout: &stdout, Stderr: &stderr, SeparateStderr: true, CaptureHead: 16, CaptureTail: 32})
 	if status(r) != 0 {
 		t.Errorf("status %d; want 0", status(r))
 	}
@@ -502,6 +502,31 @@ func TestBrokenLiveWriter(t *testing.T) {
 	}
 	if stdout.calls.Load() != 1 || stderr.calls.Load() != 1 {
 		t.Errorf("failing writers called %d and %d times; want once each, then dropped", stdout.calls.Load(), stderr.calls.Load())
+	}
+}
+
+// TestCaptureKeepsWriteOrder: by default stdout and stderr share one pipe,
+// so the capture (and the live copy) is in the order the command wrote,
+// every time: two stdout lines and then a stderr line, as a migration's
+// lines and Rails' error. With SeparateStderr the live copies are kept
+// apart.
+func TestCaptureKeepsWriteOrder(t *testing.T) {
+	const script = `for i in 1 2 3 4 5 6 7 8 9 10; do echo "out $i a"; echo "out $i b"; echo "err $i" >&2; done`
+	var want strings.Builder
+	for i := 1; i <= 10; i++ {
+		fmt.Fprintf(&want, "out %d a\nout %d b\nerr %d\n", i, i, i)
+	}
+	for run := 0; run < 20; run++ {
+		var live syncBuffer
+		r := runShell(t, script, Options{Stdout: &live})
+		if r.Output != want.String() || live.String() != want.String() {
+			t.Fatalf("run %d: captured %q, live %q; want %q", run, r.Output, live.String(), want.String())
+		}
+	}
+	var stdout, stderr syncBuffer
+	r := runShell(t, script, Options{Stdout: &stdout, Stderr: &stderr, SeparateStderr: true})
+	if strings.Contains(stdout.String(), "err") || strings.Count(stderr.String(), "err") != 10 || len(r.Output) != want.Len() {
+		t.Errorf("separate streams: stdout %q, stderr %q, captured %q", stdout.String(), stderr.String(), r.Output)
 	}
 }
 

@@ -170,10 +170,11 @@ func (r *run) release(ctx context.Context, locker lock.Locker) {
 func (r *run) runCommand(locker lock.Locker, env []string, sigs <-chan os.Signal) {
 	r.log.Info("running command", "command", strings.Join(r.cfg.command, " "))
 	proc, err := runner.Start(r.cfg.command, env, runner.Options{
-		Stdout:      r.stdout,
-		Stderr:      r.stderr,
-		ReapOrphans: os.Getpid() == 1,
-		Logger:      r.log,
+		Stdout:         r.stdout,
+		Stderr:         r.stderr,
+		SeparateStderr: bool(r.cfg.SeparateStderr),
+		ReapOrphans:    os.Getpid() == 1,
+		Logger:         r.log,
 	})
 	if err != nil {
 		r.res.Output = r.cfg.EmptyOutput
