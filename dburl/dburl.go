@@ -69,7 +69,6 @@ func (u *URL) DefaultPort() int {
 var schemes = map[string]Adapter{
 	"postgres":   PostgreSQL,
 	"postgresql": PostgreSQL,
-	"mysql":      MySQL2,
 	"mysql2":     MySQL2,
 	"trilogy":    Trilogy,
 	"sqlite3":    SQLite3,
@@ -99,8 +98,13 @@ func Parse(raw string) (*URL, error) {
 		return nil, invalid("no scheme (want e.g. postgres://user:password@host/database)")
 	}
 	adapter, ok := schemes[strings.ToLower(scheme)]
+	if strings.EqualFold(scheme, "mysql") {
+		// Rails takes the scheme as the adapter's name and has no "mysql"
+		// adapter: the migration itself would fail to load one.
+		return nil, invalid("Rails has no mysql adapter: write mysql2:// (or trilogy:// on Rails 7.1+)")
+	}
 	if !ok {
-		return nil, invalid("unsupported scheme %q (want postgres, postgresql, mysql2, mysql, trilogy, sqlite3)", truncate(scheme, 20))
+		return nil, invalid("unsupported scheme %q (want postgres, postgresql, mysql2, trilogy, sqlite3)", truncate(scheme, 20))
 	}
 	if adapter == SQLite3 {
 		return parseSQLite(rest)
@@ -179,6 +183,9 @@ func parseServer(adapter Adapter, scheme, rest string) (*URL, error) {
 	}
 	if strings.Contains(u.Database, "/") {
 		return nil, invalid("the database name contains '/'")
+	}
+	if err := u.checkParams(); err != nil {
+		return nil, err
 	}
 	return u, nil
 }
@@ -303,6 +310,12 @@ func parseSQLite(rest string) (*URL, error) {
 		if slash < 0 {
 			return nil, invalid("sqlite3 URL has no file path (want sqlite3:relative/path or sqlite3:///absolute/path)")
 		}
+		if host := path[2 : 2+slash]; host != "" && host != "localhost" {
+			// Rails ignores the host and takes the path as absolute:
+			// sqlite3://db/x.sqlite3 is the file /x.sqlite3.
+			return nil, invalid("sqlite3://%s/... names a host, which sqlite3 ignores: the file would be %s (write sqlite3:%s%s for a path relative to the app, or sqlite3:///... for an absolute one)",
+				truncate(host, 20), truncate(path[2+slash:], 40), truncate(host, 20), truncate(path[2+slash:], 40))
+		}
 		path = path[2+slash:]
 	}
 	p, err := url.PathUnescape(path)
@@ -314,6 +327,9 @@ func parseSQLite(rest string) (*URL, error) {
 	}
 	u := &URL{Adapter: SQLite3, Database: p, Params: map[string]string{}}
 	if err := u.parseQuery(query); err != nil {
+		return nil, err
+	}
+	if err := u.checkParams(); err != nil {
 		return nil, err
 	}
 	if p == ":memory:" || strings.HasPrefix(p, "file::memory:") || u.Params["mode"] == "memory" {
@@ -457,4 +473,43 @@ func SecretsOf(raw string) []string {
 	}
 	slices.Sort(s)
 	return slices.Compact(s)
+}
+
+// Parts are a database given as separate settings rather than a URL (the
+// libpq variables PGHOST, PGUSER, ..., or MySQL's), so that nothing needs
+// percent-encoding.
+type Parts struct {
+	Adapter                        Adapter
+	Host, Port, User, Password, DB string
+	Params                         map[string]string // e.g. sslmode
+}
+
+// FromParts builds the URL the parts describe, checked as Parse checks a URL.
+func FromParts(p Parts) (*URL, error) {
+	if _, ok := adapterParams[p.Adapter]; !ok || p.Adapter == SQLite3 {
+		return nil, invalid("unsupported adapter %q (want postgresql, mysql2 or trilogy)", truncate(string(p.Adapter), 20))
+	}
+	u := &URL{Adapter: p.Adapter, User: p.User, Password: p.Password, Host: p.Host, Database: p.DB, Params: map[string]string{}}
+	for k, v := range p.Params {
+		if v != "" {
+			u.Params[k] = v
+		}
+	}
+	if p.Password != "" {
+		u.otherSecrets = append(u.otherSecrets, p.Password)
+	}
+	if p.Port != "" {
+		port, err := parsePort(p.Port)
+		if err != nil {
+			return nil, err
+		}
+		u.Port = port
+	}
+	if u.Database == "" {
+		return nil, invalid("no database name")
+	}
+	if err := u.checkParams(); err != nil {
+		return nil, err
+	}
+	return u, nil
 }

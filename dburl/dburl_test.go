@@ -34,7 +34,6 @@ func TestParse(t *testing.T) {
 		{"postgresql://user:p%40ss@db:5433/app_production?sslmode=require&pool=5",
 			URL{Adapter: PostgreSQL, User: "user", Password: "p@ss", Host: "db", Port: 5433, Database: "app_production", Params: p("sslmode", "require", "pool", "5")}},
 		{"mysql2://root@127.0.0.1:3306/app?encoding=utf8mb4", URL{Adapter: MySQL2, User: "root", Host: "127.0.0.1", Port: 3306, Database: "app", Params: p("encoding", "utf8mb4")}},
-		{"mysql://u:pw@db/app", URL{Adapter: MySQL2, User: "u", Password: "pw", Host: "db", Database: "app"}},
 		{"trilogy://u:pw@db:3307/app?ssl=true&ssl_mode=REQUIRED", URL{Adapter: Trilogy, User: "u", Password: "pw", Host: "db", Port: 3307, Database: "app", Params: p("ssl", "true", "ssl_mode", "REQUIRED")}},
 		{"  POSTGRES://h/db\n", URL{Adapter: PostgreSQL, Host: "h", Database: "db"}},
 
@@ -73,7 +72,7 @@ func TestParse(t *testing.T) {
 		{"sqlite3:///abs/path.sqlite3", URL{Adapter: SQLite3, Database: "/abs/path.sqlite3"}},
 		{"sqlite3:/abs/path.sqlite3", URL{Adapter: SQLite3, Database: "/abs/path.sqlite3"}},
 		{"sqlite3://localhost/abs/path.sqlite3", URL{Adapter: SQLite3, Database: "/abs/path.sqlite3"}},
-		{"sqlite3:relative?x=y", URL{Adapter: SQLite3, Database: "relative", Params: p("x", "y")}},
+		{"sqlite3:relative?mode=rwc", URL{Adapter: SQLite3, Database: "relative", Params: p("mode", "rwc")}},
 		{"sqlite:db/my%20app.db?timeout=5000", URL{Adapter: SQLite3, Database: "db/my app.db", Params: p("timeout", "5000")}},
 	}
 	for _, tt := range tests {
@@ -97,7 +96,7 @@ func TestParseErrors(t *testing.T) {
 	tests := []struct{ raw, want string }{
 		{"", "invalid database URL: empty"},
 		{" \n", "invalid database URL: empty"},
-		{"oracle://u:" + pw + "@h/db", `invalid database URL: unsupported scheme "oracle" (want postgres, postgresql, mysql2, mysql, trilogy, sqlite3)`},
+		{"oracle://u:" + pw + "@h/db", `invalid database URL: unsupported scheme "oracle" (want postgres, postgresql, mysql2, trilogy, sqlite3)`},
 		{"localhost/db", "no scheme"},
 		{"u:" + pw + "@h/db", `unsupported scheme "u"`},
 		{pw + "@h:5432/db", "no scheme"},
@@ -137,6 +136,12 @@ func TestParseErrors(t *testing.T) {
 		{"sqlite3:", "no file path"},
 		{"sqlite3://dev.sqlite3", "no file path"},
 		{"sqlite3:%zz", "bad percent-escape in the sqlite3 path"},
+		{"mysql://u:" + pw + "@db/app", "Rails has no mysql adapter: write mysql2://"},
+		{"sqlite3://db/x.sqlite3", "names a host, which sqlite3 ignores: the file would be /x.sqlite3 (write sqlite3:db/x.sqlite3"},
+		{"postgres://u:" + pw + "@h/db?foo=bar", `unknown query parameter "foo" for postgresql`},
+		{"postgres://u:" + pw + "@h/db?sslmode=disabled", `sslmode="disabled" is not one of disable, allow, prefer, require, verify-ca, verify-full`},
+		{"mysql2://u:" + pw + "@h/db?ssl_mode=on", `ssl_mode="on" is not one of disabled`},
+		{"mysql2://u:" + pw + "@h/db?sslmode=require", `unknown query parameter "sslmode" for mysql2`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.raw, func(t *testing.T) {
@@ -161,7 +166,7 @@ func TestRedacted(t *testing.T) {
 		{"postgres://h/db", "postgresql://h/db"},
 		{"postgres://:pw@h/db", "postgresql://:xxxxx@h/db"},
 		{"postgres://u:@h/db", "postgresql://u@h/db"},
-		{"mysql://d%C3%A9v%3Ax:pw@[::1]:3307/my%20db?encoding=utf8mb4&name=a%26b+c", "mysql2://d%C3%A9v%3Ax:xxxxx@[::1]:3307/my%20db?encoding=utf8mb4&name=a%26b%2Bc"},
+		{"mysql2://d%C3%A9v%3Ax:pw@[::1]:3307/my%20db?encoding=utf8mb4&init_command=a%26b+c", "mysql2://d%C3%A9v%3Ax:xxxxx@[::1]:3307/my%20db?encoding=utf8mb4&init_command=a%26b%2Bc"},
 		{"postgres://[fe80::1%25eth0]/db", "postgresql://[fe80::1%25eth0]/db"},
 		{"postgres:///app?host=/var/run/postgresql", "postgresql:///app?host=%2Fvar%2Frun%2Fpostgresql"},
 		// The query overrides: each part is shown where it takes effect.
@@ -378,6 +383,30 @@ func TestSecretsOf(t *testing.T) {
 		}
 		if tt.want == nil && len(got) > 0 {
 			t.Errorf("SecretsOf(%q) = %q, want none", tt.raw, got)
+		}
+	}
+}
+
+func TestFromParts(t *testing.T) {
+	u, err := FromParts(Parts{Adapter: PostgreSQL, Host: "db", Port: "5433", User: "app", Password: "p@ss:/?#%", DB: "app_production", Params: map[string]string{"sslmode": "require"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := URL{Adapter: PostgreSQL, User: "app", Password: "p@ss:/?#%", Host: "db", Port: 5433, Database: "app_production", Params: map[string]string{"sslmode": "require"}}
+	if !reflect.DeepEqual(fields(u), want) {
+		t.Errorf("FromParts() = %+v, want %+v", fields(u), want)
+	}
+	if again, err := Parse(strings.Replace(u.Redacted(), "xxxxx", escape(u.Password), 1)); err != nil || again.Password != u.Password {
+		t.Errorf("the parts do not round-trip through a URL: %v", err)
+	}
+	for _, bad := range []Parts{
+		{Adapter: PostgreSQL, Host: "db"},
+		{Adapter: MySQL2, DB: "x", Port: "http"},
+		{Adapter: "oracle", DB: "x"},
+		{Adapter: PostgreSQL, DB: "x", Params: map[string]string{"sslmode": "disabled"}},
+	} {
+		if _, err := FromParts(bad); !errors.Is(err, ErrInvalid) {
+			t.Errorf("FromParts(%+v) = %v, want ErrInvalid", bad, err)
 		}
 	}
 }
