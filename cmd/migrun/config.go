@@ -28,6 +28,16 @@ type LogSettings struct {
 type DatabaseSettings struct {
 	DatabaseURL    string   `env:"MIGRUN_DATABASE_URL" also:"DATABASE_URL" flag:"database-url" secret:"true" help:"the database, in Rails URL form"`
 	ConnectTimeout duration `env:"MIGRUN_CONNECT_TIMEOUT" envDefault:"60s" flag:"connect-timeout" help:"keep trying to reach the database this long, then exit 69"`
+	// The database as separate settings, for apps whose database.yml
+	// builds the connection from parts: no percent-encoding needed. libpq's
+	// variables (which Rails' pg adapter reads too) or MySQL's stand in.
+	DBAdapter  string `env:"MIGRUN_DB_ADAPTER" flag:"db-adapter" help:"without a URL: postgresql, mysql2 or trilogy (default: postgresql when PG* variables are set, mysql2 when MYSQL_* ones are)"`
+	DBHost     string `env:"MIGRUN_DB_HOST" also:"PGHOST,MYSQL_HOST" flag:"db-host" help:"without a URL: the database host (or socket directory)"`
+	DBPort     string `env:"MIGRUN_DB_PORT" also:"PGPORT,MYSQL_TCP_PORT" flag:"db-port" help:"without a URL: the port"`
+	DBUser     string `env:"MIGRUN_DB_USER" also:"PGUSER,MYSQL_USER" flag:"db-user" help:"without a URL: the user"`
+	DBPassword string `env:"MIGRUN_DB_PASSWORD" also:"PGPASSWORD,MYSQL_PWD,MYSQL_PASSWORD" flag:"db-password" secret:"true" help:"without a URL: the password"`
+	DBName     string `env:"MIGRUN_DB_NAME" also:"PGDATABASE,MYSQL_DATABASE" flag:"db-name" help:"without a URL: the database name"`
+	DBSSLMode  string `env:"MIGRUN_DB_SSLMODE" also:"PGSSLMODE" flag:"db-sslmode" help:"without a URL: PostgreSQL's sslmode or MySQL's ssl_mode"`
 }
 
 type EnvironmentSettings struct {
@@ -57,8 +67,8 @@ type ReportSettings struct {
 }
 
 type SlackSettings struct {
-	SlackWebhookURL string       `env:"SLACK_WEBHOOK_URL" also:"SLACK_WEB_HOOK_URL" flag:"slack-webhook-url" secret:"true" help:"Slack incoming webhook"`
-	SlackBotToken   string       `env:"SLACK_BOT_TOKEN" flag:"slack-bot-token" secret:"true" help:"Slack bot token, instead of a webhook (with --slack-channel)"`
+	SlackWebhookURL string       `env:"SLACK_WEBHOOK_URL" also:"SLACK_WEB_HOOK_URL" flag:"slack-webhook-url" secret:"true" private:"true" help:"Slack incoming webhook"`
+	SlackBotToken   string       `env:"SLACK_BOT_TOKEN" flag:"slack-bot-token" secret:"true" private:"true" help:"Slack bot token, instead of a webhook (with --slack-channel)"`
 	SlackChannel    string       `env:"SLACK_CHANNEL" flag:"slack-channel" help:"Slack channel, e.g. #deploys"`
 	SlackAPIURL     string       `env:"SLACK_API_URL" flag:"slack-api-url" help:"Slack Web API base for the bot token, e.g. a proxy"`
 	SlackUsername   string       `env:"SLACK_USERNAME" envDefault:"Rails DB Migration" flag:"slack-username" help:"Slack user name"`
@@ -141,6 +151,29 @@ func parseRun(args []string, environ map[string]string, usage io.Writer) (*runCo
 	return c, nil
 }
 
+// lockElsewhere says, when the lock's database was given apart from the
+// command's (MIGRUN_DATABASE_URL or --database-url), whether the command's
+// DATABASE_URL names another database: then this lock excludes nobody who
+// migrates that one.
+func (c *runConfig) lockElsewhere(environ map[string]string) string {
+	src := c.parsed.lookup(&c.DatabaseURL).source
+	if c.url == nil || src == "" || src == "DATABASE_URL" {
+		return ""
+	}
+	raw := environ["DATABASE_URL"]
+	if raw == "" {
+		return ""
+	}
+	cmd, err := dburl.Parse(raw)
+	if err != nil {
+		return fmt.Sprintf("the lock is on %s (%s), and the command's DATABASE_URL does not parse (%v)", c.url.Redacted(), src, err)
+	}
+	if cmd.IsMySQL() == c.url.IsMySQL() && cmd.Address("localhost") == c.url.Address("localhost") && cmd.Database == c.url.Database {
+		return ""
+	}
+	return fmt.Sprintf("the lock is on %s (%s) but the command's DATABASE_URL names %s: runners migrating that database are not excluded by this lock", c.url.Redacted(), src, cmd.Redacted())
+}
+
 // parseWait reads `migrun wait`'s configuration.
 func parseWait(args []string, environ map[string]string, usage io.Writer) (*waitConfig, error) {
 	c := &waitConfig{}
@@ -172,17 +205,53 @@ func (d *DatabaseSettings) checkDurations(p *parsed, others ...*duration) error 
 	return nil
 }
 
-// parseDatabase reads the database URL; required says whether it must be set.
+// parseDatabase reads the database: its URL, or else its parts;
+// required says whether one must be given.
 func parseDatabase(p *parsed, d *DatabaseSettings, required bool) (*dburl.URL, error) {
-	if d.DatabaseURL == "" {
+	if d.DatabaseURL != "" {
+		u, err := dburl.Parse(d.DatabaseURL)
+		if err != nil {
+			return nil, p.invalid(&d.DatabaseURL, "%w", err)
+		}
+		return u, nil
+	}
+	parts := []*string{&d.DBHost, &d.DBPort, &d.DBUser, &d.DBPassword, &d.DBName, &d.DBSSLMode}
+	if !slices.ContainsFunc(parts, func(v *string) bool { return *v != "" }) {
 		if required {
-			return nil, errors.New("no database: set DATABASE_URL (or MIGRUN_DATABASE_URL, --database-url); MIGRUN_LOCK_MODE=none runs without a lock")
+			return nil, errors.New("no database: set DATABASE_URL (or MIGRUN_DATABASE_URL, --database-url), or its parts (PGHOST, PGDATABASE, ... or MIGRUN_DB_HOST, MIGRUN_DB_NAME, ...); MIGRUN_LOCK_MODE=none runs without a lock")
 		}
 		return nil, nil
 	}
-	u, err := dburl.Parse(d.DatabaseURL)
+	adapter := dburl.Adapter(strings.ToLower(d.DBAdapter))
+	if adapter == "" {
+		// The family of the variables that were read says which server.
+		for _, v := range parts {
+			family := ""
+			switch src := p.lookup(v).source; {
+			case strings.HasPrefix(src, "PG"):
+				family = string(dburl.PostgreSQL)
+			case strings.HasPrefix(src, "MYSQL_"):
+				family = string(dburl.MySQL2)
+			default:
+				continue
+			}
+			if adapter != "" && string(adapter) != family {
+				return nil, p.invalid(v, "both PG* and MYSQL_* variables are set: say which server with MIGRUN_DB_ADAPTER")
+			}
+			adapter = dburl.Adapter(family)
+		}
+		if adapter == "" {
+			return nil, p.invalid(&d.DBAdapter, "the database is given in parts: say which server (postgresql, mysql2 or trilogy)")
+		}
+	}
+	sslKey := "sslmode"
+	if adapter != dburl.PostgreSQL {
+		sslKey = "ssl_mode"
+	}
+	u, err := dburl.FromParts(dburl.Parts{Adapter: adapter, Host: d.DBHost, Port: d.DBPort, User: d.DBUser,
+		Password: d.DBPassword, DB: d.DBName, Params: map[string]string{sslKey: d.DBSSLMode}})
 	if err != nil {
-		return nil, p.invalid(&d.DatabaseURL, "%w", err)
+		return nil, fmt.Errorf("the database's parts: %w", err)
 	}
 	return u, nil
 }
@@ -331,16 +400,16 @@ func flagValues(args []string, name string) []string {
 	return out
 }
 
-// withoutSecrets is environ without the secret settings only migrun needs
-// (the Slack webhook URL and bot token): the command gets the rest, its
-// database URLs included.
+// withoutSecrets is environ without the private settings, the secrets only
+// migrun needs (the Slack webhook URL and bot token): the command gets the
+// rest, its database's URL and password included.
 func withoutSecrets(environ map[string]string, settings []*setting) map[string]string {
 	out := make(map[string]string, len(environ))
 	for k, v := range environ {
 		out[k] = v
 	}
 	for _, s := range settings {
-		if s.Secret && !strings.HasSuffix(s.Env, "DATABASE_URL") {
+		if s.Private {
 			delete(out, s.Env)
 			for _, other := range s.Also {
 				delete(out, other)

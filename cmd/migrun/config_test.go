@@ -145,7 +145,10 @@ func TestSettingErrors(t *testing.T) {
 		env  map[string]string
 		want string // the whole message
 	}{
-		{name: "no database URL", want: "no database: set DATABASE_URL (or MIGRUN_DATABASE_URL, --database-url); MIGRUN_LOCK_MODE=none runs without a lock"},
+		{name: "no database URL", want: "no database: set DATABASE_URL (or MIGRUN_DATABASE_URL, --database-url), or its parts (PGHOST, PGDATABASE, ... or MIGRUN_DB_HOST, MIGRUN_DB_NAME, ...); MIGRUN_LOCK_MODE=none runs without a lock"},
+		{name: "parts of both servers", env: map[string]string{"PGHOST": "db", "MYSQL_DATABASE": "app"}, want: `MYSQL_DATABASE="app": both PG* and MYSQL_* variables are set: say which server with MIGRUN_DB_ADAPTER`},
+		{name: "parts without a server", env: map[string]string{"MIGRUN_DB_HOST": "db", "MIGRUN_DB_NAME": "app"}, want: `MIGRUN_DB_ADAPTER: the database is given in parts: say which server (postgresql, mysql2 or trilogy)`},
+		{name: "a bad port in parts", env: map[string]string{"PGHOST": "db", "PGDATABASE": "app", "PGPORT": "fivefourthreetwo"}, want: "the database's parts: invalid database URL: bad port (want a number from 1 to 65535)"},
 		{name: "a duration without a unit (variable)", env: map[string]string{"DATABASE_URL": pgURL, "MIGRUN_LOCK_TIMEOUT": "5"}, want: `MIGRUN_LOCK_TIMEOUT="5": a duration needs a unit, e.g. 5s or 5m`},
 		{name: "a duration without a unit (flag)", args: []string{"--lock-timeout", "5"}, env: map[string]string{"DATABASE_URL": pgURL}, want: `--lock-timeout="5": a duration needs a unit, e.g. 5s or 5m`},
 		{name: "not a duration", args: []string{"--connect-timeout=soon"}, env: map[string]string{"DATABASE_URL": pgURL}, want: `--connect-timeout="soon": not a duration (want e.g. 30s, 10m, 1h30m)`},
@@ -157,7 +160,7 @@ func TestSettingErrors(t *testing.T) {
 		{name: "unknown log format", env: map[string]string{"DATABASE_URL": pgURL, "MIGRUN_LOG_FORMAT": "xml"}, want: `MIGRUN_LOG_FORMAT="xml": want text or json`},
 		{name: "bad boolean", env: map[string]string{"DATABASE_URL": pgURL, "MIGRUN_RUBY_SYNC": "perhaps"}, want: `MIGRUN_RUBY_SYNC="perhaps": not a boolean (want true or false)`},
 		{name: "empty command", args: []string{"--", ""}, env: map[string]string{"DATABASE_URL": pgURL}, want: "the command is empty (after --)"},
-		{name: "a bad URL names the variable, not the value", env: map[string]string{"DATABASE_URL": "oracle://u:s3cretpw@h/db"}, want: `DATABASE_URL: invalid database URL: unsupported scheme "oracle" (want postgres, postgresql, mysql2, mysql, trilogy, sqlite3)`},
+		{name: "a bad URL names the variable, not the value", env: map[string]string{"DATABASE_URL": "oracle://u:s3cretpw@h/db"}, want: `DATABASE_URL: invalid database URL: unsupported scheme "oracle" (want postgres, postgresql, mysql2, trilogy, sqlite3)`},
 		{name: "malformed webhook", env: map[string]string{"DATABASE_URL": pgURL, "SLACK_WEBHOOK_URL": "not a url"}, want: "SLACK_WEBHOOK_URL: the Slack webhook URL is malformed: it must start with https:// (want https://hooks.slack.com/services/...)"},
 	}
 	for _, tt := range tests {
@@ -173,6 +176,70 @@ func TestSettingErrors(t *testing.T) {
 				t.Errorf("error is not one clean line: %q", err)
 			}
 		})
+	}
+}
+
+// TestDatabaseParts: a database given as separate settings (libpq's
+// variables, MySQL's, or migrun's own) needs no percent-encoding.
+func TestDatabaseParts(t *testing.T) {
+	const pw = "p@ss:/?#%w rd"
+	tests := []struct {
+		name string
+		env  map[string]string
+		want string // the redacted URL
+	}{
+		{"libpq variables", map[string]string{"PGHOST": "db", "PGPORT": "5433", "PGUSER": "app", "PGPASSWORD": pw, "PGDATABASE": "app_production", "PGSSLMODE": "require"},
+			"postgresql://app:xxxxx@db:5433/app_production?sslmode=require"},
+		{"MySQL variables", map[string]string{"MYSQL_HOST": "db", "MYSQL_USER": "app", "MYSQL_PWD": pw, "MYSQL_DATABASE": "app"},
+			"mysql2://app:xxxxx@db/app"},
+		{"migrun's own, trilogy", map[string]string{"MIGRUN_DB_ADAPTER": "Trilogy", "MIGRUN_DB_HOST": "db", "MIGRUN_DB_PASSWORD": pw, "MIGRUN_DB_NAME": "app"},
+			"trilogy://:xxxxx@db/app"},
+		{"a URL wins over parts", map[string]string{"DATABASE_URL": pgURL, "PGHOST": "elsewhere", "PGDATABASE": "other"},
+			"postgresql://app:xxxxx@db:5432/app_production"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parseRun(nil, tt.env, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := c.url.Redacted(); got != tt.want {
+				t.Errorf("URL %s, want %s", got, tt.want)
+			}
+			if tt.env["DATABASE_URL"] == "" && c.url.Password != pw {
+				t.Errorf("password %q, want %q", c.url.Password, pw)
+			}
+			if got := scrubberFor(c, nil, tt.env).String(pw); strings.Contains(got, pw) && tt.env["DATABASE_URL"] == "" {
+				t.Errorf("the password is not scrubbed: %q", got)
+			}
+			if env := withoutSecrets(tt.env, c.parsed.settings); env["PGPASSWORD"] != tt.env["PGPASSWORD"] || env["MYSQL_PWD"] != tt.env["MYSQL_PWD"] {
+				t.Errorf("the command loses its database password")
+			}
+		})
+	}
+}
+
+func TestLockElsewhere(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		warn bool
+	}{
+		{"the command's own URL", nil, map[string]string{"DATABASE_URL": pgURL}, false},
+		{"the same database spelt otherwise", nil, map[string]string{"DATABASE_URL": pgURL, "MIGRUN_DATABASE_URL": "postgresql://other:pw@db/app_production?sslmode=require"}, false},
+		{"another database", []string{"--database-url", "postgres://u:p@db/app_staging"}, map[string]string{"DATABASE_URL": pgURL}, true},
+		{"another host", nil, map[string]string{"DATABASE_URL": pgURL, "MIGRUN_DATABASE_URL": "postgres://u:p@replica/app_production"}, true},
+	}
+	for _, tt := range tests {
+		c, err := parseRun(tt.args, tt.env, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := c.lockElsewhere(tt.env)
+		if (got != "") != tt.warn || strings.Contains(got, "s3cretpw") {
+			t.Errorf("%s: lockElsewhere() = %q, want a warning: %v", tt.name, got, tt.warn)
+		}
 	}
 }
 

@@ -58,6 +58,9 @@ func runMain(ctx context.Context, args []string, environ map[string]string, stdo
 
 	r := &run{cfg: cfg, log: newLogger(&cfg.LogSettings, stderr, scrub), scrub: scrub,
 		environ: environ, stdout: stdout, stderr: stderr, res: res}
+	if why := cfg.lockElsewhere(environ); why != "" {
+		r.log.Warn(why)
+	}
 	r.execute(ctx)
 	res.Duration = time.Since(started)
 	res.Err = scrub.String(res.Err)

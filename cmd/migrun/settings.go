@@ -22,18 +22,20 @@ import (
 //	flag:"lock-timeout"         the flag, which wins over the variables
 //	help:"..."                  one line for --help
 //	secret:"true"               never printed: help shows no value, errors no value
+//	private:"true"              only migrun needs it: not passed on to the command
 //
 // Embedded structs group settings that several subcommands share. Every
 // field type but string implements encoding.TextUnmarshaler, so a value
 // parses the same way, with the same error, from a variable and a flag.
 type setting struct {
-	Env    string   `json:"env"`
-	Also   []string `json:"also,omitempty"`
-	Flag   string   `json:"flag,omitempty"`
-	Def    string   `json:"default,omitempty"`
-	Help   string   `json:"help"`
-	Kind   string   `json:"kind"` // duration, boolean, keyword or string
-	Secret bool     `json:"secret,omitempty"`
+	Env     string   `json:"env"`
+	Also    []string `json:"also,omitempty"`
+	Flag    string   `json:"flag,omitempty"`
+	Def     string   `json:"default,omitempty"`
+	Help    string   `json:"help"`
+	Kind    string   `json:"kind"` // duration, boolean, keyword or string
+	Secret  bool     `json:"secret,omitempty"`
+	Private bool     `json:"private,omitempty"`
 
 	field  string        // the Go field, as caarlos0/env names it in errors
 	value  reflect.Value // the field, addressable
@@ -57,13 +59,14 @@ func settingsOf(cfg any) []*setting {
 				continue
 			}
 			s := &setting{
-				Env:    name,
-				Flag:   f.Tag.Get("flag"),
-				Def:    f.Tag.Get("envDefault"),
-				Help:   f.Tag.Get("help"),
-				Secret: f.Tag.Get("secret") == "true",
-				field:  f.Name,
-				value:  v.Field(i),
+				Env:     name,
+				Flag:    f.Tag.Get("flag"),
+				Def:     f.Tag.Get("envDefault"),
+				Help:    f.Tag.Get("help"),
+				Secret:  f.Tag.Get("secret") == "true",
+				Private: f.Tag.Get("private") == "true",
+				field:   f.Name,
+				value:   v.Field(i),
 			}
 			switch s.value.Addr().Interface().(type) {
 			case *duration:
