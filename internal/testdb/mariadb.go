@@ -57,7 +57,7 @@ func (s *Server) startMariaDB(ctx context.Context) error {
 	}
 	logFile := filepath.Join(s.dir, "mariadb.log")
 	args := []string{"--no-defaults", "--datadir=" + s.dataDir(), "--socket=" + s.socket(),
-		"--port=" + strconv.Itoa(s.port), "--bind-address=127.0.0.1", "--skip-networking=0",
+		"--port=" + strconv.Itoa(s.port), "--bind-address=" + s.listenAddresses(), "--skip-networking=0",
 		"--pid-file=" + filepath.Join(s.dir, "my.pid"), "--log-error=" + logFile,
 		"--innodb-flush-log-at-trx-commit=0", "--innodb-buffer-pool-size=32M",
 		"--max-connections=400", "--skip-name-resolve", "--tmpdir=" + s.dir}

@@ -31,6 +31,21 @@ func (s *Server) initPostgres(ctx context.Context, pickPort func() (int, error))
 		"--auth-local=trust", "--auth-host=scram-sha-256", "--pwfile="+pwfile, "-E", "UTF8", "--locale=C"); err != nil {
 		return err
 	}
+	if len(s.listen) > 0 {
+		// AppUser only: the superuser's password is no secret.
+		hba := fmt.Sprintf("host all %s 0.0.0.0/0 scram-sha-256\n", AppUser)
+		f, err := os.OpenFile(filepath.Join(s.dataDir(), "pg_hba.conf"), os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			return err
+		}
+		_, err = f.WriteString(hba)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+	}
 	if err := s.startNew(ctx, pickPort); err != nil {
 		return err
 	}
@@ -53,7 +68,7 @@ func (s *Server) startPostgres(ctx context.Context) error {
 		return nil
 	}
 	logFile := filepath.Join(s.dir, "postgres.log")
-	opts := fmt.Sprintf("-p %d -k %s -h 127.0.0.1 -c fsync=off -c full_page_writes=off -c synchronous_commit=off -c max_connections=300 -c shared_buffers=32MB", s.port, s.dir)
+	opts := fmt.Sprintf("-p %d -k %s -h %s -c fsync=off -c full_page_writes=off -c synchronous_commit=off -c max_connections=300 -c shared_buffers=32MB", s.port, s.dir, s.listenAddresses())
 	err := s.run(ctx, pgBin("pg_ctl"), "-D", s.dataDir(), "-l", logFile, "-o", opts, "-w", "-t", strconv.Itoa(int(startTimeout/time.Second)), "start")
 	if err != nil {
 		// pg_ctl only says "see the log"; the reason is in the log.

@@ -54,6 +54,8 @@ type Server struct {
 	admin    string // admin connection string (pgx) or DSN (mysql)
 	dir      string // data and sockets; empty for an external server
 	runAs    *syscall.Credential
+	listen   []string   // addresses besides 127.0.0.1 (Options.Listen)
+	shared   bool       // used by every test of the binary: no global changes
 	mu       sync.Mutex // guards the fields below
 	running  bool
 	mariadbd *os.Process // while running
@@ -251,6 +253,8 @@ func sharedFor(tb testing.TB, kind string) *Server {
 		}
 		if sh.err != nil {
 			sh.server = nil
+		} else {
+			sh.server.shared = true
 		}
 	})
 	if sh.server == nil {
@@ -275,11 +279,25 @@ func NewMariaDB(tb testing.TB) *Server {
 	return private(tb, KindMariaDB)
 }
 
+// NewServer starts a private server of kind (KindPostgreSQL or
+// KindMariaDB) with opts, stopped at the test's end: for a test that
+// restarts it, changes its global settings (SetGlobal) or needs it to
+// listen on more addresses.
+func NewServer(tb testing.TB, kind string, opts Options) *Server {
+	tb.Helper()
+	return privateWith(tb, kind, opts)
+}
+
 func private(tb testing.TB, kind string) *Server {
+	tb.Helper()
+	return privateWith(tb, kind, Options{})
+}
+
+func privateWith(tb testing.TB, kind string, opts Options) *Server {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*startTimeout)
 	defer cancel()
-	s, err := start(ctx, kind, Options{})
+	s, err := start(ctx, kind, opts)
 	if err != nil {
 		unavailable(tb, err)
 	}
@@ -309,6 +327,13 @@ type Options struct {
 	// must be traversable by the postgres and mysql users.
 	TempDir string
 
+	// Listen are addresses the server listens on besides 127.0.0.1: a
+	// netfault node's host address, say, or "0.0.0.0" for every IPv4
+	// address. Each must exist when the server starts. AppUser may then
+	// connect from any address (with its password); the admin only over
+	// loopback and the unix socket.
+	Listen []string
+
 	pickPort func() (int, error) // freePort unless a test says otherwise
 	owner    int                 // pid recorded as the server's owner; os.Getpid() if 0
 }
@@ -337,7 +362,7 @@ func start(ctx context.Context, kind string, opts Options) (*Server, error) {
 	if pickPort == nil {
 		pickPort = freePort
 	}
-	s := &Server{kind: kind, host: "127.0.0.1", password: randomPassword()}
+	s := &Server{kind: kind, host: "127.0.0.1", password: randomPassword(), listen: opts.Listen}
 	var err error
 	if s.runAs, err = serverUser(kind); err != nil {
 		return nil, fmt.Errorf("%s: %w", kind, err)
