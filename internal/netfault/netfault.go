@@ -173,11 +173,14 @@ func (n *Node) Listen(network, address string) (net.Listener, error) {
 // no ICMP error, no error to either side's sockets. Each side drops what
 // arrives on its end (iptables INPUT DROP on the host's veth and on the
 // node's), so what a side sends leaves it normally and vanishes on the way,
-// as when a node is lost or a network partitioned. A rule dropping a side's
-// own output would not do: the kernel reports that drop to the sender
-// (EPERM), which a lost node never does. Established connections stay open
-// on both sides and carry on after Restore (TCP retransmits); new ones time
-// out. ARP still works: the peer stays on the link, only IP is dropped.
+// as when a node is lost or a network partitioned. Dropping a side's own
+// output instead is not silent: the kernel tells the sender (a UDP sendto
+// fails with EPERM; TCP happens to swallow it, its SYN just times out).
+// TestCutIsSilent checks, on both sides of a cut: writes succeed, reads
+// get nothing, TCP keeps retransmitting with no socket error recorded,
+// new connections time out (no refusal, no unreachable), and after Restore
+// the same connections deliver what was held back. ARP still works: the
+// peer stays on the link, only IP is dropped.
 func (n *Node) Cut() error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
