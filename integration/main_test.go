@@ -38,8 +38,9 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 	}
-	defer os.RemoveAll(dir)
-	testdb.Main(m)
+	code := testdb.Run(m)
+	os.RemoveAll(dir) // os.Exit skips deferred calls
+	os.Exit(code)
 }
 
 // result is what one migrun run left behind.

@@ -209,9 +209,20 @@ type sharedServer struct {
 
 var shared = map[string]*sharedServer{KindPostgreSQL: {}, KindMariaDB: {}}
 
-// Main runs the package's tests, then stops the shared servers.
-func Main(m *testing.M) {
+// mainRunning is set while Run runs the tests: only then are servers
+// shared, since only Run stops them at the end.
+var mainRunning atomic.Bool
+
+// Main runs the package's tests, stops the shared servers and exits with
+// the tests' status. Use Run when TestMain has more to clean up.
+func Main(m *testing.M) { os.Exit(Run(m)) }
+
+// Run runs the package's tests, then stops the shared servers, and returns
+// the tests' exit status.
+func Run(m *testing.M) int {
+	mainRunning.Store(true)
 	code := m.Run()
+	mainRunning.Store(false)
 	var wg sync.WaitGroup
 	for _, sh := range shared {
 		// Claim the once so that no late starter races the shutdown.
@@ -226,7 +237,7 @@ func Main(m *testing.M) {
 		})
 	}
 	wg.Wait()
-	os.Exit(code)
+	return code
 }
 
 // Postgres is a PostgreSQL server shared by the test binary.
@@ -243,6 +254,12 @@ func MariaDB(tb testing.TB) *Server {
 
 func sharedFor(tb testing.TB, kind string) *Server {
 	tb.Helper()
+	if !mainRunning.Load() {
+		// Nobody would stop a shared server at the end (TestMain does not
+		// call Main or Run): a private one, stopped with the test, instead.
+		tb.Logf("testdb: TestMain does not call testdb.Main or testdb.Run; %s is private to this test", kind)
+		return private(tb, kind)
+	}
 	sh := shared[kind]
 	sh.once.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*startTimeout)

@@ -75,6 +75,30 @@ func TestShared(t *testing.T) {
 	}
 }
 
+// TestSharedNeedsMain: without Main or Run in TestMain nobody would stop
+// a shared server when the binary ends, so Postgres gives a private server
+// that stops with the test instead of leaving one running.
+func TestSharedNeedsMain(t *testing.T) {
+	mainRunning.Store(false)
+	defer mainRunning.Store(true)
+	var s *Server
+	t.Run("without Main", func(t *testing.T) {
+		s = Postgres(t)
+		if s == shared[KindPostgreSQL].server {
+			t.Error("got the shared server")
+		}
+	})
+	if s == nil {
+		t.Fatal("no server")
+	}
+	s.mu.Lock()
+	running := s.running
+	s.mu.Unlock()
+	if running || portTaken(s.port) {
+		t.Errorf("the server outlived its test (running %v, port %d taken %v)", running, s.port, portTaken(s.port))
+	}
+}
+
 func TestStopStart(t *testing.T) {
 	for name, newServer := range map[string]func(testing.TB) *Server{"postgresql": NewPostgres, "mariadb": NewMariaDB} {
 		t.Run(name, func(t *testing.T) {
