@@ -130,6 +130,10 @@ func (g *Gate) Check(ctx context.Context) (Verdict, error) {
 		}
 		q := query{table: db.Table}
 		if u.Adapter == dburl.PostgreSQL {
+			if _, err := quotePostgresTable(db.Table); err != nil {
+				unsure = append(unsure, fmt.Sprintf("database %s: %v", db.Name, err))
+				continue
+			}
 			var why string
 			if q.searchPath, q.setPath, why = searchPath(db, u); why != "" {
 				unsure = append(unsure, fmt.Sprintf("database %s: %s", db.Name, why))

@@ -42,18 +42,35 @@ type query struct {
 // `@schema_migration.create_table`). Errors wrapping dbconn.ErrUnavailable
 // mean the database could not be reached in time.
 func (s *source) versions(ctx context.Context, q query) ([]string, error) {
-	var versions []string
-	var err error
-	if s.url.Adapter == dburl.PostgreSQL {
-		versions, err = s.postgres(ctx, q)
-	} else {
-		versions, err = s.mysql(ctx, q)
+	kept := s.pg != nil || s.my != nil
+	versions, err := s.read(ctx, q)
+	lost := err != nil && (!fromServer(err) || s.pg != nil && s.pg.IsClosed())
+	if lost && kept && ctx.Err() == nil && !errors.Is(err, dbconn.ErrUnavailable) {
+		// The connection kept since the last check died (a server
+		// restart, a proxy's idle timeout): one new connection.
+		s.log.Info("database connection lost; reconnecting", "database", s.name, "err", dbconn.LastLine(err))
+		s.close()
+		versions, err = s.read(ctx, q)
 	}
-	if err != nil {
+	if err := noTable(err); err != nil {
 		s.close() // reconnect next time
 		return nil, fmt.Errorf("database %s: %w", s.name, err)
 	}
 	return versions, nil
+}
+
+func (s *source) read(ctx context.Context, q query) ([]string, error) {
+	if s.url.Adapter == dburl.PostgreSQL {
+		return s.postgres(ctx, q)
+	}
+	return s.mysql(ctx, q)
+}
+
+// fromServer reports whether the server answered err: the connection works.
+func fromServer(err error) bool {
+	var pgErr *pgconn.PgError
+	var myErr *mysql.MySQLError
+	return errors.As(err, &pgErr) || errors.As(err, &myErr)
 }
 
 func (s *source) postgres(ctx context.Context, q query) ([]string, error) {
@@ -90,7 +107,7 @@ func (s *source) postgres(ctx context.Context, q query) ([]string, error) {
 	// and is gone after it, whichever server connection served it.
 	tx, err := s.pg.Begin(ctx)
 	if err != nil {
-		return nil, errors.New(dbconn.LastLine(err))
+		return nil, err
 	}
 	// A read: rolled back, whatever happened (a missing table aborts it).
 	defer func() {
@@ -99,20 +116,16 @@ func (s *source) postgres(ctx context.Context, q query) ([]string, error) {
 		_ = tx.Rollback(rctx)
 	}()
 	if _, err := tx.Exec(ctx, "SELECT set_config('search_path', $1, true)", q.searchPath); err != nil {
-		return nil, fmt.Errorf("schema_search_path %q: %s", q.searchPath, dbconn.LastLine(err))
+		return nil, fmt.Errorf("schema_search_path %q: %w", q.searchPath, err)
 	}
 	return collectPostgres(tx.Query(ctx, sql))
 }
 
 func collectPostgres(rows pgx.Rows, err error) ([]string, error) {
 	if err != nil {
-		return nil, noTable(err)
+		return nil, err
 	}
-	versions, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, noTable(err)
-	}
-	return versions, nil
+	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
 
 func (s *source) mysql(ctx context.Context, q query) ([]string, error) {
@@ -142,7 +155,7 @@ func (s *source) mysql(ctx context.Context, q query) ([]string, error) {
 	}
 	rows, err := s.my.QueryContext(ctx, "SELECT version FROM "+quoteMySQLTable(q.table))
 	if err != nil {
-		return nil, noTable(err)
+		return nil, err
 	}
 	defer rows.Close()
 	var versions []string
@@ -153,11 +166,11 @@ func (s *source) mysql(ctx context.Context, q query) ([]string, error) {
 		}
 		versions = append(versions, v.String) // NULL: nil.to_i is 0, as "" is
 	}
-	return versions, noTable(rows.Err())
+	return versions, rows.Err()
 }
 
 // noTable turns "no such table" into no error (nothing applied yet) and
-// other errors into one line.
+// other errors into one line, ErrUnavailable and ErrSettings kept.
 func noTable(err error) error {
 	var pgErr *pgconn.PgError
 	var myErr *mysql.MySQLError
@@ -167,6 +180,8 @@ func noTable(err error) error {
 	case errors.As(err, &pgErr) && (pgErr.Code == "42P01" || pgErr.Code == "3F000"), // undefined table, schema
 		errors.As(err, &myErr) && myErr.Number == 1146: // no such table
 		return nil
+	case errors.Is(err, dbconn.ErrUnavailable), errors.Is(err, dbconn.ErrSettings), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return err
 	}
 	return errors.New(dbconn.LastLine(err))
 }

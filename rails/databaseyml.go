@@ -232,11 +232,15 @@ func (y *databaseYML) mapping(file string, n *ymlNode, anchors map[string]*ymlNo
 	if n.value != "" || (len(n.children) == 0 && len(n.merges) == 0) {
 		return nil, false
 	}
-	entries := append([]*ymlNode(nil), n.children...)
-	have := map[string]bool{}
+	// As Psych builds the hash for the usual layout, merge keys first:
+	// what they bring, each replaced by the node's own setting of that
+	// key, then the node's other keys.
+	own := map[string]*ymlNode{}
 	for _, c := range n.children {
-		have[c.key] = true
+		own[c.key] = c
 	}
+	var entries []*ymlNode
+	have := map[string]bool{}
 	for _, name := range n.merges {
 		target, ok := anchors[name]
 		if !ok {
@@ -249,10 +253,20 @@ func (y *databaseYML) mapping(file string, n *ymlNode, anchors map[string]*ymlNo
 			return nil, false
 		}
 		for _, c := range merged {
-			if !have[c.key] {
-				have[c.key] = true
-				entries = append(entries, c)
+			if have[c.key] {
+				continue
 			}
+			have[c.key] = true
+			if o, ok := own[c.key]; ok {
+				c = o
+			}
+			entries = append(entries, c)
+		}
+	}
+	for _, c := range n.children {
+		if !have[c.key] && own[c.key] == c { // a repeated key: the last one wins
+			have[c.key] = true
+			entries = append(entries, c)
 		}
 	}
 	return entries, true
