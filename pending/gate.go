@@ -124,7 +124,7 @@ func (g *Gate) Check(ctx context.Context) (Verdict, error) {
 			unsure = append(unsure, fmt.Sprintf("database %s: migrun reads schema_migrations on PostgreSQL and MySQL/MariaDB only, not %s", db.Name, u.Adapter))
 			continue
 		}
-		if _, ok := u.Params["migrations_paths"]; ok {
+		if hasParam(u, "migrations_paths") {
 			unsure = append(unsure, fmt.Sprintf("database %s: its URL sets migrations_paths, which Rails uses and migrun does not: move them to %s, or to database.yml and write a manifest", db.Name, "MIGRUN_DATABASES"))
 			continue
 		}
@@ -208,8 +208,6 @@ func searchPath(db rails.Database, u *dburl.URL) (value string, set bool, unsure
 		return "", false, ""
 	}
 	switch {
-	case strings.TrimSpace(value) == "":
-		return "", false, "an empty schema_search_path: Rails would run `SET search_path TO` and fail; remove it or name the schemas"
 	case strings.ContainsAny(value, `';\`) || strings.Contains(value, "--") || strings.Contains(value, "/*") ||
 		strings.ContainsFunc(value, func(r rune) bool { return r < 0x20 || r == 0x7f }):
 		return "", false, fmt.Sprintf("schema_search_path %q: Rails pastes it into `SET search_path TO …` and migrun cannot tell how PostgreSQL reads that; use plain or double-quoted schema names separated by commas", value)
@@ -217,9 +215,10 @@ func searchPath(db rails.Database, u *dburl.URL) (value string, set bool, unsure
 	return value, true, ""
 }
 
+// hasParam reports whether the URL sets key as Rails reads it:
+// ConnectionUrlResolver#to_hash drops blank values (compact_blank).
 func hasParam(u *dburl.URL, key string) bool {
-	_, ok := u.Params[key]
-	return ok
+	return strings.TrimSpace(u.Params[key]) != ""
 }
 
 // Close closes the gate's connections.

@@ -92,7 +92,7 @@ func TestSearchPath(t *testing.T) {
 		{name: "the variable over all", db: rails.Database{SearchPath: "yml", SearchPathVariable: "var"}, u: url("postgres://h/db?schema_search_path=url"), value: "var", set: true},
 		{name: "only the URL can tell, and does", db: rails.Database{SearchPathFromURL: "config/database.yml:3 sets it"}, u: url("postgres://h/db?schema_search_path=%22App%22,public"), value: `"App",public`, set: true},
 		{name: "only the URL can tell, and does not", db: rails.Database{SearchPathFromURL: "config/database.yml:3 sets it"}, u: plain, unsure: "config/database.yml:3 sets it"},
-		{name: "empty", u: url("postgres://h/db?schema_search_path="), unsure: "an empty schema_search_path"},
+		{name: "blank in the URL: Rails drops it", db: rails.Database{SearchPath: "yml"}, u: url("postgres://h/db?schema_search_path=%20"), value: "yml", set: true},
 		{name: "SQL in it", u: url("postgres://h/db?schema_search_path=app;%20DROP%20TABLE%20x"), unsure: "cannot tell how PostgreSQL reads"},
 		{name: "a string literal", u: url("postgres://h/db?schema_search_path='app'"), unsure: "cannot tell how PostgreSQL reads"},
 	}
