@@ -172,9 +172,9 @@ func analyzeApp(app App) Analysis {
 		}
 	}
 
-	var rules Rules
+	var rules migrationRules
 	if !versionBefore(a.RailsVersion, 7, 2) {
-		rules.TimestampLimit = TimestampLimit(app.Now())
+		rules.TimestampLimit = timestampLimit(app.Now())
 	}
 	databases := app.Databases
 	if !explicit {
@@ -182,13 +182,13 @@ func analyzeApp(app App) Analysis {
 	}
 	for _, d := range databases {
 		db := Database{Name: d.Name, Paths: d.Paths, Table: app.Table.String(), SearchPathFromURL: searchFromURL}
-		g := GlobMigrations(root, d.Paths)
+		g := globMigrations(root, d.Paths)
 		a.Unsure = append(a.Unsure, g.Unsure...)
 		for _, p := range g.Missing {
 			a.Unsure = append(a.Unsure, fmt.Sprintf("migrations path %s of database %s is not a directory in %s: run migrun in the app's directory, or fix %s", p, d.Name, absolute(root), settingMigrationsPaths))
 		}
 		var problems []string
-		db.Files, problems = Migrations(g.Entries, rules)
+		db.Files, problems = readMigrations(g.Entries, rules)
 		a.Unsure = append(a.Unsure, problems...)
 		if len(g.Entries) == 0 && len(g.Missing) < len(d.Paths) {
 			a.Unsure = append(a.Unsure, fmt.Sprintf("no migration files for database %s in %s (in %s): Rails would find nothing to check, which is more likely a wrong directory than an app without migrations", d.Name, strings.Join(d.Paths, ", "), absolute(root)))
@@ -295,7 +295,7 @@ func analyzeManifest(app App, path string) Analysis {
 				a.Unsure = append(a.Unsure, fmt.Sprintf("migrations path %s of database %s was %s when the manifest was written and is %s now: %s", p.Path, mdb.Name, was[p.Directory], was[now], regenerate))
 			}
 		}
-		g := GlobMigrations(app.Root, db.Paths)
+		g := globMigrations(app.Root, db.Paths)
 		a.Unsure = append(a.Unsure, g.Unsure...)
 		a.Unsure = append(a.Unsure, manifestDiff(mdb, g.Entries, regenerate)...)
 		for _, mig := range mdb.Migrations {
@@ -351,7 +351,7 @@ const maxDiff = 10
 
 // manifestDiff compares the files Rails listed at build time with what
 // the glob finds now.
-func manifestDiff(mdb ManifestDatabase, found []Globbed, regenerate string) []string {
+func manifestDiff(mdb ManifestDatabase, found []globbed, regenerate string) []string {
 	listed := map[string]ManifestMigration{}
 	for _, mig := range mdb.Migrations {
 		listed[mig.File] = mig

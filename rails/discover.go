@@ -10,16 +10,16 @@ import (
 	"syscall"
 )
 
-// Globbed is one entry Rails' migration glob returns.
-type Globbed struct {
+// globbed is one entry Rails' migration glob returns.
+type globbed struct {
 	Path string // the migrations path joined with the entry's path below it
 	Rel  string // Path relative to the app root when it is below it, else Path (for messages and the manifest)
 }
 
-// Glob is what Rails finds under its migrations paths, and what migrun
+// globResult is what Rails finds under its migrations paths, and what migrun
 // cannot see as Rails does.
-type Glob struct {
-	Entries []Globbed
+type globResult struct {
+	Entries []globbed
 	// Unsure says, one line each, why this glob may differ from Ruby's:
 	// a directory migrun cannot read, a path with glob characters.
 	Unsure []string
@@ -31,7 +31,7 @@ type Glob struct {
 // holding one is a pattern to Rails, not a directory name.
 const globChars = "*?[]{}\\"
 
-// GlobMigrations lists what Rails 6.1 to 8.1 find under paths
+// globMigrations lists what Rails 6.1 to 8.1 find under paths
 // (MigrationContext#migration_files):
 //
 //	Dir[*paths.flat_map { |path| "#{path}/**/[0-9]*_*.rb" }]
@@ -50,11 +50,11 @@ const globChars = "*?[]{}\\"
 //     twice, return the same file twice (a duplicate, as in Rails);
 //   - a path that does not exist, or is not a directory, holds nothing.
 //
-// Ruby skips a directory it cannot read without a word; GlobMigrations
+// Ruby skips a directory it cannot read without a word; globMigrations
 // reports it in Unsure, since Rails (as another user, or after a
 // permission fix) may see files there that migrun cannot.
-func GlobMigrations(root string, paths []string) Glob {
-	var g Glob
+func globMigrations(root string, paths []string) globResult {
+	var g globResult
 	for _, p := range paths {
 		if strings.ContainsAny(p, globChars) {
 			g.Unsure = append(g.Unsure, fmt.Sprintf("migrations path %q contains glob characters (%s): Rails would expand it as a pattern; name the directories one by one", p, globChars))
@@ -84,11 +84,11 @@ func GlobMigrations(root string, paths []string) Glob {
 
 // walk adds the matching entries of dir (whose contents are entries), and
 // those of its plain subdirectories, skipping dot directories and symlinks.
-func (g *Glob) walk(root, dir string, entries []fs.DirEntry) {
+func (g *globResult) walk(root, dir string, entries []fs.DirEntry) {
 	for _, e := range entries {
 		path := filepath.Join(dir, e.Name())
 		if matchesMigrationGlob(e.Name()) {
-			g.Entries = append(g.Entries, Globbed{Path: path, Rel: relTo(root, path)})
+			g.Entries = append(g.Entries, globbed{Path: path, Rel: relTo(root, path)})
 		}
 		// Type comes from readdir's d_type, or lstat: a symlink to a
 		// directory is not a directory here, as for Ruby's "**/".

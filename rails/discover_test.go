@@ -176,7 +176,7 @@ func TestGlobMigrations(t *testing.T) {
 			}
 			root := t.TempDir()
 			makeTree(t, root, tt.tree...)
-			g := GlobMigrations(root, tt.paths)
+			g := globMigrations(root, tt.paths)
 			var got []string
 			for _, e := range g.Entries {
 				got = append(got, e.Rel)
@@ -201,7 +201,7 @@ func TestGlobMigrations(t *testing.T) {
 	}
 }
 
-// TestGlobMatchesRuby builds each tree and compares GlobMigrations with
+// TestGlobMatchesRuby builds each tree and compares globMigrations with
 // Ruby's own Dir[], run in the app root as Rails runs it (one Ruby for
 // all the trees).
 func TestGlobMatchesRuby(t *testing.T) {
@@ -241,7 +241,7 @@ func TestGlobMatchesRuby(t *testing.T) {
 			}
 			slices.Sort(want)
 			var got []string
-			for _, e := range GlobMigrations(tr.Root, tr.Paths).Entries {
+			for _, e := range globMigrations(tr.Root, tr.Paths).Entries {
 				got = append(got, e.Rel)
 			}
 			slices.Sort(got)

@@ -20,7 +20,7 @@ type MigrationFile struct {
 // MigrationFiles lists the migrations under dirs: files matching
 // [0-9]*_*.rb anywhere below each directory.
 //
-// Superseded by pending.Gate (GlobMigrations and Migrations here), which
+// Superseded by pending.Gate (Analyze here), which
 // cmd/migrun is to use instead: it neither finds what Rails finds
 // (symlinks, dot directories) nor refuses what Rails refuses (illegal
 // names, duplicate names).
@@ -98,7 +98,7 @@ func Pending(files []MigrationFile, applied []string) []MigrationFile {
 
 // ResolvePaths makes relative migration directories relative to root.
 //
-// Superseded: GlobMigrations takes the root itself.
+// Superseded: Analyze takes the root itself.
 func ResolvePaths(root string, dirs []string) []string {
 	out := make([]string, len(dirs))
 	for i, d := range dirs {

@@ -9,8 +9,8 @@ import (
 	"time"
 )
 
-// Rules are the checks whose outcome depends on the app's Rails version.
-type Rules struct {
+// migrationRules are the checks whose outcome depends on the app's Rails version.
+type migrationRules struct {
 	// TimestampLimit, when set, refuses versions at or above it, as Rails
 	// 7.2+ does when validate_migration_timestamps is on (the default from
 	// load_defaults 7.2): MigrationContext#migrations raises
@@ -19,12 +19,12 @@ type Rules struct {
 	TimestampLimit string
 }
 
-// TimestampLimit is the first version Rails 7.2+ refuses at time now.
-func TimestampLimit(now time.Time) string {
+// timestampLimit is the first version Rails 7.2+ refuses at time now.
+func timestampLimit(now time.Time) string {
 	return now.UTC().Add(24 * time.Hour).Format("20060102150405")
 }
 
-// Migrations reads what one database's glob found the way Rails does
+// readMigrations reads what one database's glob found the way Rails does
 // before it compares anything with the database, and returns the
 // migrations sorted by version, and why Rails would refuse to go on, one
 // line per problem (an empty list: Rails would accept these files):
@@ -37,11 +37,11 @@ func TimestampLimit(now time.Time) string {
 //     names are equal, scope ignored, then DuplicateMigrationVersionError
 //     for two with one version.
 //
-// Migrations also refuses entries Rails counts but could not load when
+// readMigrations also refuses entries Rails counts but could not load when
 // migrating (a directory, a dangling symlink), and reports pairs whose
 // names differ only in underscores: an inflection acronym anywhere (the
 // app, a gem) can make Rails camelize them alike.
-func Migrations(entries []Globbed, rules Rules) ([]MigrationFile, []string) {
+func readMigrations(entries []globbed, rules migrationRules) ([]MigrationFile, []string) {
 	var files []MigrationFile
 	var unsure []string
 	for _, e := range entries {
@@ -57,7 +57,7 @@ func Migrations(entries []Globbed, rules Rules) ([]MigrationFile, []string) {
 		if rules.TimestampLimit != "" && compareIntegers(f.Version(), rules.TimestampLimit) >= 0 {
 			unsure = append(unsure, fmt.Sprintf("%s: version %s is not before %s (now plus one day): Rails 7.2+ raises InvalidMigrationTimestampError when validate_migration_timestamps is on; fix the timestamp", e.Rel, f.Version(), rules.TimestampLimit))
 		}
-		files = append(files, MigrationFile{Version: f.Version(), Name: Camelize(f.Name), Scope: f.Scope, Path: e.Rel})
+		files = append(files, MigrationFile{Version: f.Version(), Name: camelize(f.Name), Scope: f.Scope, Path: e.Rel})
 	}
 	slices.SortStableFunc(files, func(a, b MigrationFile) int {
 		if c := compareIntegers(a.Version, b.Version); c != 0 {

@@ -12,7 +12,7 @@ func TestMigrations(t *testing.T) {
 		name   string
 		tree   []string
 		paths  []string
-		rules  Rules
+		rules  migrationRules
 		want   []string // version:Name:path, sorted by version
 		unsure []string // substrings, one per expected line, in order
 	}{
@@ -74,7 +74,7 @@ func TestMigrations(t *testing.T) {
 			name:   "a timestamp Rails 7.2 refuses",
 			tree:   []string{"f db/migrate/20240101000000_a.rb", "f db/migrate/20250101000000_b.rb", "f db/migrate/001_c.rb"},
 			paths:  []string{"db/migrate"},
-			rules:  Rules{TimestampLimit: TimestampLimit(time.Date(2024, 12, 31, 0, 0, 0, 0, time.UTC))},
+			rules:  migrationRules{TimestampLimit: timestampLimit(time.Date(2024, 12, 31, 0, 0, 0, 0, time.UTC))},
 			want:   []string{"1:C:db/migrate/001_c.rb", "20240101000000:A:db/migrate/20240101000000_a.rb", "20250101000000:B:db/migrate/20250101000000_b.rb"},
 			unsure: []string{"version 20250101000000 is not before 20250101000000 (now plus one day): Rails 7.2+ raises InvalidMigrationTimestampError"},
 		},
@@ -83,8 +83,8 @@ func TestMigrations(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			root := t.TempDir()
 			makeTree(t, root, tt.tree...)
-			g := GlobMigrations(root, tt.paths)
-			files, unsure := Migrations(g.Entries, tt.rules)
+			g := globMigrations(root, tt.paths)
+			files, unsure := readMigrations(g.Entries, tt.rules)
 			var got []string
 			for _, f := range files {
 				got = append(got, f.Version+":"+f.Name+":"+f.Path)

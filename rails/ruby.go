@@ -80,7 +80,7 @@ func compareIntegers(a, b string) int {
 	return strings.Compare(a, b)
 }
 
-// Camelize is ActiveSupport's String#camelize for the names a migration
+// camelize is ActiveSupport's String#camelize for the names a migration
 // file can carry ([_a-z0-9]*, MigrationFilenameRegexp's second group),
 // with no inflection acronyms defined: the leading run of letters and
 // digits capitalized, then every "_" dropped and the run after it
@@ -89,7 +89,7 @@ func compareIntegers(a, b string) int {
 // camelize, 6.1 to 8.0: `string.sub(/^[a-z\d]*/) { acronyms[match] ||
 // match.capitalize }` then `gsub!(/(?:_|(\/))([a-z\d]*)/i) { acronyms[$2]
 // || $2.capitalize }`.)
-func Camelize(name string) string {
+func camelize(name string) string {
 	var b strings.Builder
 	for i, seg := range strings.Split(name, "_") {
 		if i == 0 || seg != "" {

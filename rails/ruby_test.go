@@ -194,16 +194,16 @@ func TestCamelize(t *testing.T) {
 		{"__", ""},
 		{"add_index_to_users_email", "AddIndexToUsersEmail"},
 	} {
-		if got := Camelize(tt.in); got != tt.want {
-			t.Errorf("Camelize(%q) = %q, want %q", tt.in, got, tt.want)
+		if got := camelize(tt.in); got != tt.want {
+			t.Errorf("camelize(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
 }
 
-// TestCamelizeMatchesActiveSupport compares Camelize with ActiveSupport's,
+// TestCamelizeMatchesActiveSupport compares camelize with ActiveSupport's,
 // without and with an acronym: names whose camelized forms differ under
 // some acronym set must still differ in lower case (the conservative
-// duplicate rule of Migrations).
+// duplicate rule of readMigrations).
 func TestCamelizeMatchesActiveSupport(t *testing.T) {
 	alphabet := []string{"a", "p", "i", "1", "_"}
 	inputs := []string{"create_users", "api_thing", "a_p_i_thing", "apithing"}
@@ -227,8 +227,8 @@ plain = names.map(&:camelize)
 ActiveSupport::Inflector.inflections(:en) { |i| i.acronym "API"; i.acronym "PI"; i.acronym "A1" }
 puts JSON.generate("Plain" => plain, "Acronym" => names.map(&:camelize))`, inputs, &answers)
 	for i, in := range inputs {
-		if got := Camelize(in); got != answers.Plain[i] {
-			t.Errorf("Camelize(%q) = %q, ActiveSupport says %q", in, got, answers.Plain[i])
+		if got := camelize(in); got != answers.Plain[i] {
+			t.Errorf("camelize(%q) = %q, ActiveSupport says %q", in, got, answers.Plain[i])
 		}
 		if !strings.EqualFold(answers.Acronym[i], answers.Plain[i]) {
 			t.Errorf("%q camelizes to %q with acronyms, %q without: not equal in lower case", in, answers.Acronym[i], answers.Plain[i])
