@@ -106,6 +106,9 @@ func (g *Gate) Check(ctx context.Context) (Verdict, error) {
 	if len(a.Unsure) > 0 {
 		return verdict(nil, a.Unsure), nil
 	}
+	if len(a.Databases) == 0 { // Analyze says why; never open on nothing checked
+		return verdict(nil, []string{"no database to check"}), nil
+	}
 	type read struct {
 		db  rails.Database
 		src *source

@@ -179,6 +179,8 @@ func analyzeApp(app App) Analysis {
 	databases := app.Databases
 	if !explicit {
 		databases = []DatabasePaths{{Name: "primary", Paths: []string{"db/migrate"}}}
+	} else if len(databases) == 0 {
+		a.Unsure = append(a.Unsure, fmt.Sprintf("no database to check: set %s or %s to Rails' databases and paths", settingDatabases, settingMigrationsPaths))
 	}
 	for _, d := range databases {
 		db := Database{Name: d.Name, Paths: d.Paths, Table: app.Table.String(), SearchPathFromURL: searchFromURL}
@@ -190,7 +192,7 @@ func analyzeApp(app App) Analysis {
 		var problems []string
 		db.Files, problems = readMigrations(g.Entries, rules)
 		a.Unsure = append(a.Unsure, problems...)
-		if len(g.Entries) == 0 && len(g.Missing) < len(d.Paths) {
+		if len(g.Entries) == 0 && (len(d.Paths) == 0 || len(g.Missing) < len(d.Paths)) {
 			a.Unsure = append(a.Unsure, fmt.Sprintf("no migration files for database %s in %s (in %s): Rails would find nothing to check, which is more likely a wrong directory than an app without migrations", d.Name, strings.Join(d.Paths, ", "), absolute(root)))
 		}
 		a.Databases = append(a.Databases, db)

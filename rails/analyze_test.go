@@ -160,6 +160,18 @@ func TestAnalyzeApp(t *testing.T) {
 			unsure: []string{"Gemfile:2: path gem engines/billing has engines/billing/db/migrate"},
 		},
 		{
+			name: "the app itself as a path gem", files: map[string]string{"Gemfile": "gem \"app\", path: \".\"\n"},
+			files0: 2,
+		},
+		{
+			name: "explicit, but no database", databases: []DatabasePaths{},
+			unsure: []string{"no database to check"},
+		},
+		{
+			name: "explicit, but no path", databases: []DatabasePaths{{Name: "primary"}},
+			unsure: []string{"no migration files for database primary"},
+		},
+		{
 			name: "a path block of engines", files: map[string]string{"Gemfile": "path \"components\" do\n  gem \"billing\"\nend\n"},
 			tree:   []string{"f components/billing/db/migrate/20240301000000_create_invoices.rb"},
 			unsure: []string{"Gemfile:1: path gem components/billing has components/billing/db/migrate"},

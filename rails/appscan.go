@@ -147,6 +147,9 @@ func pathEngines(root string) (engines []string, doubts []string) {
 			if !filepath.IsAbs(dir) {
 				dir = filepath.Join(root, dir)
 			}
+			if !block && filepath.Clean(dir) == filepath.Clean(root) {
+				continue // the app itself (path: "."): its db/migrate is the app's
+			}
 			// A path block's gems are found as Bundler looks for their
 			// gemspecs: in the directory and two levels below it.
 			candidates := []string{filepath.Join(dir, "db", "migrate")}
