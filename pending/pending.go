@@ -1,23 +1,21 @@
-// Package pending tells which of the migrations an app carries its
-// database has not applied yet, the way Rails' pending-migration check
-// does, without booting Ruby: the versions of the migration files against
-// the version column of schema_migrations.
+// Package pending is the gate of `migrun wait` and `migrun run
+// --skip-if-current`: it tells whether Rails would find a migration to
+// run, without booting Ruby, and says "cannot tell" whenever it cannot be
+// sure Rails would find nothing to do. Only "current" opens the gate.
+//
+// Gate does it all: the app's files and configuration (or its manifest,
+// Rails' own view written at build time) through package rails, then each
+// database's schema_migrations.
 package pending
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
-
 	"github.com/migrun/migrun/dburl"
-	"github.com/migrun/migrun/internal/dbconn"
 	"github.com/migrun/migrun/rails"
 )
 
@@ -25,6 +23,8 @@ import (
 var ErrUnsupported = errors.New("pending check not supported")
 
 // Database is one of the app's databases and the migrations it carries.
+//
+// Superseded by Gate, with Checker.
 type Database struct {
 	Name  string // as in database.yml: primary, animals, ...
 	URL   *dburl.URL
@@ -33,140 +33,49 @@ type Database struct {
 
 // Checker reads one database's applied versions over one connection it
 // keeps between checks.
+//
+// Superseded by Gate, which cmd/migrun is to use instead: Checker trusts files it is given and knows nothing of what
+// Rails would refuse or find elsewhere; use Gate.
 type Checker struct {
-	db             Database
-	connectTimeout time.Duration
-	log            *slog.Logger
-	pg             *pgx.Conn
-	my             *sql.DB
+	db  Database
+	src *source
 }
 
 // New returns a Checker; it connects on the first Pending.
+//
+// Superseded by Open.
 func New(db Database, connectTimeout time.Duration, log *slog.Logger) (*Checker, error) {
-	if db.URL == nil || (db.URL.Adapter != dburl.PostgreSQL && !db.URL.IsMySQL()) {
-		adapter := "none"
-		if db.URL != nil {
-			adapter = string(db.URL.Adapter)
-		}
-		return nil, fmt.Errorf("%w: database %s: adapter %s", ErrUnsupported, db.Name, adapter)
+	if err := supported(db.Name, db.URL); err != nil {
+		return nil, err
 	}
 	if log == nil {
-		log = slog.Default()
+		log = slog.New(slog.DiscardHandler)
 	}
-	return &Checker{db: db, connectTimeout: connectTimeout, log: log}, nil
+	return &Checker{db: db, src: &source{name: db.Name, url: db.URL, connectTimeout: connectTimeout, log: log}}, nil
 }
 
 // Pending returns the migration files not yet applied. A missing
 // schema_migrations table means all of them. Errors wrapping
 // dbconn.ErrUnavailable mean the database could not be reached in time.
 func (c *Checker) Pending(ctx context.Context) ([]rails.MigrationFile, error) {
-	applied, err := c.applied(ctx)
+	applied, err := c.src.versions(ctx, query{table: "schema_migrations"})
 	if err != nil {
-		c.Close() // reconnect next time
-		return nil, fmt.Errorf("database %s: %w", c.db.Name, err)
+		return nil, err
 	}
 	return rails.Pending(c.db.Files, applied), nil
 }
 
-func (c *Checker) applied(ctx context.Context) ([]string, error) {
-	if c.db.URL.Adapter == dburl.PostgreSQL {
-		return c.appliedPostgres(ctx)
-	}
-	return c.appliedMySQL(ctx)
-}
-
-func (c *Checker) appliedPostgres(ctx context.Context) ([]string, error) {
-	if c.pg == nil {
-		cfg, err := dbconn.PostgresConfig(c.db.URL)
-		if err != nil {
-			return nil, err
-		}
-		cfg.RuntimeParams["application_name"] = "migrun-wait"
-		err = dbconn.Retry(ctx, c.connectTimeout, c.log, dbconn.PostgresAddr(c.db.URL), func(ctx context.Context) error {
-			conn, err := pgx.ConnectConfig(ctx, cfg)
-			if err != nil {
-				return dbconn.ClassifyPostgres(err, cfg)
-			}
-			c.pg = conn
-			return nil
-		})
-		if err != nil {
-			return nil, err
-		}
-	}
-	rows, err := c.pg.Query(ctx, "SELECT version FROM schema_migrations")
-	if err != nil {
-		return nil, noTable(err)
-	}
-	versions, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	return versions, noTable(err)
-}
-
-func (c *Checker) appliedMySQL(ctx context.Context) ([]string, error) {
-	if c.my == nil {
-		cfg, err := dbconn.MySQLConfig(c.db.URL)
-		if err != nil {
-			return nil, err
-		}
-		dbconn.QuietMySQLDriver()
-		connector, err := mysql.NewConnector(cfg)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %s", dbconn.ErrSettings, dbconn.LastLine(err))
-		}
-		err = dbconn.Retry(ctx, c.connectTimeout, c.log, dbconn.MySQLAddr(c.db.URL), func(ctx context.Context) error {
-			db := sql.OpenDB(connector)
-			db.SetMaxOpenConns(1)
-			if err := db.PingContext(ctx); err != nil {
-				db.Close()
-				return dbconn.ClassifyMySQL(err)
-			}
-			c.my = db
-			return nil
-		})
-		if err != nil {
-			return nil, err
-		}
-	}
-	rows, err := c.my.QueryContext(ctx, "SELECT version FROM schema_migrations")
-	if err != nil {
-		return nil, noTable(err)
-	}
-	defer rows.Close()
-	var versions []string
-	for rows.Next() {
-		var v string
-		if err := rows.Scan(&v); err != nil {
-			return nil, err
-		}
-		versions = append(versions, v)
-	}
-	return versions, rows.Err()
-}
-
-// noTable turns "no schema_migrations table" into no error (nothing
-// applied yet) and other errors into one line.
-func noTable(err error) error {
-	var pgErr *pgconn.PgError
-	var myErr *mysql.MySQLError
-	switch {
-	case err == nil:
-		return nil
-	case errors.As(err, &pgErr) && pgErr.Code == "42P01", errors.As(err, &myErr) && myErr.Number == 1146:
-		return nil
-	}
-	return errors.New(dbconn.LastLine(err))
-}
-
 // Close closes the connection.
-func (c *Checker) Close() {
-	if c.pg != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = c.pg.Close(ctx)
-		c.pg = nil
+func (c *Checker) Close() { c.src.close() }
+
+// supported refuses a database whose schema_migrations migrun cannot read.
+func supported(name string, u *dburl.URL) error {
+	if u == nil || (u.Adapter != dburl.PostgreSQL && !u.IsMySQL()) {
+		adapter := "none"
+		if u != nil {
+			adapter = string(u.Adapter)
+		}
+		return fmt.Errorf("%w: database %s: adapter %s", ErrUnsupported, name, adapter)
 	}
-	if c.my != nil {
-		_ = c.my.Close()
-		c.my = nil
-	}
+	return nil
 }

@@ -11,16 +11,19 @@ import (
 
 // MigrationFile is a migration the app carries.
 type MigrationFile struct {
-	Version string // the leading digits, without leading zeros, as Rails compares them
-	Path    string
+	Version string // as Rails compares it: the file name's digits read by to_i, e.g. "20240101000000", "1" for 001_init.rb
+	Name    string // camelized, as Rails names the migration: "CreateUsers"
+	Scope   string // the scope after the name's dot ("animals"), or ""
+	Path    string // relative to the app root when below it
 }
 
-// MigrationFiles lists the migrations under dirs the way Rails finds them:
-// files matching [0-9]*_*.rb anywhere below each directory, the version
-// being the file name's leading digits read as an integer. A directory that
-// does not exist holds no migrations, as in Rails. The result is sorted by
-// version; a version found twice is an error, as Rails raises
-// DuplicateMigrationVersionError.
+// MigrationFiles lists the migrations under dirs: files matching
+// [0-9]*_*.rb anywhere below each directory.
+//
+// Superseded by pending.Gate (Analyze here), which
+// cmd/migrun is to use instead: it neither finds what Rails finds
+// (symlinks, dot directories) nor refuses what Rails refuses (illegal
+// names, duplicate names).
 func MigrationFiles(dirs []string) ([]MigrationFile, error) {
 	var files []MigrationFile
 	seen := map[string]string{}
@@ -35,7 +38,7 @@ func MigrationFiles(dirs []string) ([]MigrationFile, error) {
 			if d.IsDir() {
 				return nil
 			}
-			version, ok := ParseMigrationFilename(d.Name())
+			version, ok := legacyVersion(d.Name())
 			if !ok {
 				return nil
 			}
@@ -50,56 +53,39 @@ func MigrationFiles(dirs []string) ([]MigrationFile, error) {
 			return nil, fmt.Errorf("read migrations in %s: %w", dir, err)
 		}
 	}
-	slices.SortFunc(files, func(a, b MigrationFile) int { return compareVersions(a.Version, b.Version) })
+	slices.SortFunc(files, func(a, b MigrationFile) int { return compareIntegers(a.Version, b.Version) })
 	return files, nil
 }
 
-// ParseMigrationFilename returns the version of a migration file name such
-// as 20240101000000_create_users.rb (or 20240101000000_create_users.animals.rb
-// for a scoped one), and whether the name is a migration at all.
-func ParseMigrationFilename(name string) (string, bool) {
+// legacyVersion is MigrationFiles' lenient reading of a file name.
+func legacyVersion(name string) (string, bool) {
 	if !strings.HasSuffix(name, ".rb") {
 		return "", false
 	}
 	digits := 0
-	for digits < len(name) && name[digits] >= '0' && name[digits] <= '9' {
+	for digits < len(name) && isDigit(name[digits]) {
 		digits++
 	}
 	if digits == 0 || digits >= len(name) || name[digits] != '_' {
 		return "", false
 	}
-	return NormalizeVersion(name[:digits]), true
+	return RubyToI(name[:digits]), true
 }
 
-// NormalizeVersion writes a version the way Ruby's to_i then to_s would:
-// digits without leading zeros ("0" for none). Non-digits after the leading
-// digits are ignored, as to_i ignores them.
-func NormalizeVersion(v string) string {
-	end := 0
-	for end < len(v) && v[end] >= '0' && v[end] <= '9' {
-		end++
-	}
-	v = strings.TrimLeft(v[:end], "0")
-	if v == "" {
-		return "0"
-	}
-	return v
-}
-
-// compareVersions orders normalized versions numerically, whatever their length.
-func compareVersions(a, b string) int {
-	if len(a) != len(b) {
-		return len(a) - len(b)
-	}
-	return strings.Compare(a, b)
-}
+// NormalizeVersion writes a version the way Ruby's to_i then to_s would.
+//
+// Superseded by RubyToI, which it calls.
+func NormalizeVersion(v string) string { return RubyToI(v) }
 
 // Pending returns the migration files whose versions are not in applied
-// (schema_migrations' version column, in any form Rails stores).
+// (schema_migrations' version column, in any form Rails stores), in the
+// order of files. Rails' Migrator#pending_migrations: `migrations.reject
+// { |m| already_migrated.include?(m.version) }`, already_migrated being
+// the column's values read with to_i.
 func Pending(files []MigrationFile, applied []string) []MigrationFile {
 	done := make(map[string]bool, len(applied))
 	for _, v := range applied {
-		done[NormalizeVersion(v)] = true
+		done[RubyToI(v)] = true
 	}
 	var pending []MigrationFile
 	for _, f := range files {
@@ -111,6 +97,8 @@ func Pending(files []MigrationFile, applied []string) []MigrationFile {
 }
 
 // ResolvePaths makes relative migration directories relative to root.
+//
+// Superseded: Analyze takes the root itself.
 func ResolvePaths(root string, dirs []string) []string {
 	out := make([]string, len(dirs))
 	for i, d := range dirs {

@@ -1,5 +1,10 @@
 // Package rails holds what migrun knows about Rails itself: the lines
-// `rails db:migrate` prints for each migration.
+// `rails db:migrate` prints for each migration, and which migrations
+// Rails 6.1 to 8.x would check and how (Analyze): its glob, file name
+// rule, version and name comparisons, the app configuration that moves
+// them, and the manifest in which Rails states its own view
+// (ManifestScript, ReadManifest). Each rule names the Rails source it
+// follows; the tests compare them with the installed Ruby and Rails.
 package rails
 
 import (
