@@ -36,6 +36,8 @@ fuzz:
 	go test -run='^$$' -fuzz='^FuzzCapture$$' -fuzztime=$(FUZZTIME) ./runner
 	go test -run='^$$' -fuzz='^FuzzParseMigrations$$' -fuzztime=$(FUZZTIME) ./rails
 	go test -run='^$$' -fuzz='^FuzzParseMigrationFilename$$' -fuzztime=$(FUZZTIME) ./rails
+	go test -run='^$$' -fuzz='^FuzzMigrationFilename$$' -fuzztime=$(FUZZTIME) ./rails
+	go test -run='^$$' -fuzz='^FuzzRubyToI$$' -fuzztime=$(FUZZTIME) ./rails
 	go test -run='^$$' -fuzz='^FuzzBuildMessage$$' -fuzztime=$(FUZZTIME) ./notify
 
 # The benchmark suite (not part of test or CI): throwaway servers, a few minutes; writes BENCHMARKS.md.

@@ -20,7 +20,7 @@ var railsParams = []string{
 // those to libpq); for mysql2 and trilogy their client options.
 var adapterParams = map[Adapter][]string{
 	PostgreSQL: {
-		"schema_search_path", "min_messages", "variables", "insert_returning", "sslmode", "sslcompression",
+		"schema_search_path", "schema_order", "min_messages", "variables", "insert_returning", "sslmode", "sslcompression",
 		"sslcert", "sslkey", "sslpassword", "sslrootcert", "sslcrl", "sslcrldir", "sslsni", "sslnegotiation",
 		"ssl_min_protocol_version", "ssl_max_protocol_version", "requiressl", "requirepeer",
 		"gssencmode", "gssdelegation", "krbsrvname", "gsslib", "channel_binding", "require_auth",

@@ -110,9 +110,19 @@ func TestSkipIfCurrent(t *testing.T) {
 			if res := (invocation{dir: app, env: railsEnv(url)}).run(t); res.status != 0 {
 				t.Fatalf("migrate exited %d:\n%s", res.status, res.stderr)
 			}
+			// Nothing pending: skipped before the lock, even while another
+			// runner holds it, so Pods started together do not queue.
+			holder, release := holdLock(t, railsEnv(url))
 			skipped := invocation{dir: app, env: railsEnv(url), args: []string{"run", "--skip-if-current", "--", "false"}}.run(t)
 			if skipped.status != 0 || !strings.Contains(skipped.termination, "skipped (nothing pending)") {
 				t.Fatalf("nothing pending: exit %d:\n%s%s", skipped.status, skipped.termination, skipped.stderr)
+			}
+			if strings.Contains(skipped.stderr, "acquiring lock") || !strings.Contains(skipped.stderr, "before the lock") {
+				t.Errorf("nothing pending, yet the run went for the lock:\n%s", skipped.stderr)
+			}
+			release()
+			if res := holder.waitWithin(t, timeoutLong); res.status != 0 {
+				t.Fatalf("holder exited %d:\n%s", res.status, res.stderr)
 			}
 
 			addMigration(t, app, "20240301000000", "add_name_to_users", "  def change\n    add_column :users, :name, :string\n  end")
@@ -123,5 +133,34 @@ func TestSkipIfCurrent(t *testing.T) {
 				t.Fatalf("pending: exit %d:\n%s%s", ran.status, ran.stdout, ran.stderr)
 			}
 		})
+	}
+}
+
+// TestManifest: `migrun manifest` has Rails write down what it sees, and
+// wait then uses it; a migration added after the manifest was written
+// makes it stale, and the gate stays shut, saying so.
+func TestManifest(t *testing.T) {
+	srv := servers(t)["postgresql"]
+	app := railsApp(t)
+	_, url := srv.CreateDatabase(t)
+	env := railsEnv(url)
+	if res := (invocation{dir: app, env: env, args: []string{"manifest"}}).run(t); res.status != 0 {
+		t.Fatalf("migrun manifest exited %d:\n%s%s", res.status, res.stdout, res.stderr)
+	}
+	data, err := os.ReadFile(filepath.Join(app, "db", "migrun-manifest.json"))
+	if err != nil || !strings.Contains(string(data), "20240102000000") {
+		t.Fatalf("manifest: %v\n%s", err, data)
+	}
+	if res := (invocation{dir: app, env: env}).run(t); res.status != 0 {
+		t.Fatalf("migrate exited %d:\n%s", res.status, res.stderr)
+	}
+	env["MIGRUN_WAIT_TIMEOUT"] = "3s"
+	if res := (invocation{dir: app, env: env, args: []string{"wait"}}).run(t); res.status != 0 {
+		t.Fatalf("wait with a fresh manifest exited %d:\n%s", res.status, res.stderr)
+	}
+	addMigration(t, app, "20240301000000", "add_name_to_users", "  def change\n    add_column :users, :name, :string\n  end")
+	res := invocation{dir: app, env: env, args: []string{"wait"}}.run(t)
+	if res.status != 75 || !strings.Contains(res.stderr, "manifest") || !strings.Contains(res.stderr, "cannot tell") {
+		t.Fatalf("wait with a stale manifest exited %d, want 75 saying why:\n%s", res.status, res.stderr)
 	}
 }

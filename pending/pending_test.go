@@ -3,14 +3,14 @@ package pending
 import (
 	"errors"
 	"testing"
-	"time"
 
 	"github.com/migrun/migrun/dburl"
 )
 
-// The database-facing behaviour (missing table, multi-database, waiting)
-// is tested against real servers in integration/wait_test.go.
-func TestNewRejectsWhatItCannotRead(t *testing.T) {
+// TestSupported: schema_migrations is read on PostgreSQL and MySQL/MariaDB
+// only; the database-facing behaviour is tested against real servers in
+// db_test.go and integration/.
+func TestSupported(t *testing.T) {
 	tests := []struct {
 		raw string
 		ok  bool
@@ -25,12 +25,12 @@ func TestNewRejectsWhatItCannotRead(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = New(Database{Name: "primary", URL: u}, time.Second, nil)
+		err = supported("primary", u)
 		if (err == nil) != tt.ok || (err != nil && !errors.Is(err, ErrUnsupported)) {
-			t.Errorf("New(%s) = %v", tt.raw, err)
+			t.Errorf("supported(%s) = %v", tt.raw, err)
 		}
 	}
-	if _, err := New(Database{Name: "primary"}, time.Second, nil); !errors.Is(err, ErrUnsupported) {
-		t.Errorf("New(no URL) = %v", err)
+	if err := supported("primary", nil); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("supported(no URL) = %v", err)
 	}
 }

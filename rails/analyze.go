@@ -18,7 +18,7 @@ const (
 	settingTablePrefix     = "MIGRUN_TABLE_NAME_PREFIX"
 	settingTableSuffix     = "MIGRUN_TABLE_NAME_SUFFIX"
 	settingTableName       = "MIGRUN_SCHEMA_MIGRATIONS_TABLE_NAME"
-	manifestFix            = "or write a manifest at image build (bin/rails runner with migrun's manifest script)"
+	manifestFix            = "or write a manifest at image build (migrun manifest)"
 )
 
 // App is what migrun was told about the app whose migrations it checks.

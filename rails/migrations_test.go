@@ -120,28 +120,3 @@ func TestPending(t *testing.T) {
 		t.Errorf("Pending with a 0 version = %+v", got)
 	}
 }
-
-// TestMigrationFilesLegacy keeps cmd/migrun's current reading working
-// until it moves to pending.Gate.
-func TestMigrationFilesLegacy(t *testing.T) {
-	root := t.TempDir()
-	makeTree(t, root, "f db/migrate/20240102000000_b.rb", "f db/migrate/nested/20240101000000_a.rb", "f db/migrate/9_early.rb", "f db/migrate/README.md")
-	files, err := MigrationFiles(ResolvePaths(root, []string{"db/migrate", "db/missing"}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var versions []string
-	for _, f := range files {
-		versions = append(versions, f.Version)
-	}
-	if want := []string{"9", "20240101000000", "20240102000000"}; !reflect.DeepEqual(versions, want) {
-		t.Fatalf("versions = %v, want %v", versions, want)
-	}
-	makeTree(t, root, "f db/animals/20240101000000_dup.rb")
-	if _, err := MigrationFiles(ResolvePaths(root, []string{"db/migrate", "db/animals"})); err == nil || !strings.Contains(err.Error(), "20240101000000") {
-		t.Errorf("duplicate version not reported: %v", err)
-	}
-	if NormalizeVersion("0012") != "12" {
-		t.Error("NormalizeVersion")
-	}
-}

@@ -13,6 +13,7 @@ import (
 	"github.com/migrun/migrun/dburl"
 	"github.com/migrun/migrun/internal/redact"
 	"github.com/migrun/migrun/notify"
+	"github.com/migrun/migrun/pending"
 )
 
 // defaultCommand is what `migrun run` runs when nothing follows "--".
@@ -55,8 +56,13 @@ type LockSettings struct {
 }
 
 type GateSettings struct {
-	MigrationsPaths string `env:"MIGRUN_MIGRATIONS_PATHS" flag:"migrations-paths" help:"comma-separated migration directories of the primary database (default db/migrate)"`
-	Databases       string `env:"MIGRUN_DATABASES" flag:"databases" help:"multi-database apps: name:dir;dir,... e.g. primary:db/migrate,animals:db/animals_migrate"`
+	MigrationsPaths  string   `env:"MIGRUN_MIGRATIONS_PATHS" flag:"migrations-paths" help:"comma-separated migration directories of the primary database (default: what the app's configuration shows, db/migrate)"`
+	Databases        string   `env:"MIGRUN_DATABASES" flag:"databases" help:"multi-database apps: name:dir;dir,... e.g. primary:db/migrate,animals:db/animals_migrate"`
+	Manifest         string   `env:"MIGRUN_MANIFEST" flag:"manifest" help:"Rails' own view of the migrations, written by migrun manifest at image build (default: db/migrun-manifest.json when it exists)"`
+	TablePrefix      string   `env:"MIGRUN_TABLE_NAME_PREFIX" flag:"table-name-prefix" help:"the app's config.active_record.table_name_prefix"`
+	TableName        string   `env:"MIGRUN_SCHEMA_MIGRATIONS_TABLE_NAME" flag:"schema-migrations-table-name" help:"the app's config.active_record.schema_migrations_table_name"`
+	TableSuffix      string   `env:"MIGRUN_TABLE_NAME_SUFFIX" flag:"table-name-suffix" help:"the app's config.active_record.table_name_suffix"`
+	ProgressInterval duration `env:"MIGRUN_PROGRESS_INTERVAL" envDefault:"30s" flag:"progress-interval" help:"how often a line says what is still being waited for"`
 }
 
 type ReportSettings struct {
@@ -94,9 +100,9 @@ type runConfig struct {
 
 	// Derived by parseRun.
 	command           []string
-	url               *dburl.URL // nil with lock mode none and no database
-	targets           []target   // the databases the pending check reads
-	terminationLogSet bool       // the termination log path was given, so it is created
+	url               *dburl.URL              // nil with lock mode none and no database
+	databases         []pending.DatabasePaths // as set; nil: the app's own configuration
+	terminationLogSet bool                    // the termination log path was given, so it is created
 	parsed            *parsed
 }
 
@@ -108,8 +114,9 @@ type waitConfig struct {
 	GateSettings
 	WaitTimeout duration `env:"MIGRUN_WAIT_TIMEOUT" envDefault:"10m" flag:"wait-timeout" help:"give up waiting for pending migrations after this long: exit 75"`
 
-	url     *dburl.URL
-	targets []target
+	url       *dburl.URL
+	databases []pending.DatabasePaths
+	parsed    *parsed
 }
 
 // parseRun reads `migrun run`'s configuration from environ and args (flags
@@ -131,7 +138,7 @@ func parseRun(args []string, environ map[string]string, usage io.Writer) (*runCo
 		return c, errors.New("the command is empty (after --)")
 	}
 	c.terminationLogSet = p.given(&c.TerminationLog)
-	if err := c.checkDurations(p, &c.LockTimeout, &c.KeepAlive, &c.DeadHolderTimeout, &c.StopTimeout, &c.NotifyTimeout); err != nil {
+	if err := c.checkDurations(p, &c.LockTimeout, &c.KeepAlive, &c.DeadHolderTimeout, &c.StopTimeout, &c.NotifyTimeout, &c.ProgressInterval); err != nil {
 		return c, err
 	}
 	if err := c.SlackSettings.validate(p); err != nil {
@@ -143,8 +150,8 @@ func parseRun(args []string, environ map[string]string, usage io.Writer) (*runCo
 	if c.LockName == "" && c.url != nil {
 		c.LockName = c.url.Database
 	}
-	if c.SkipIfCurrent || c.Databases != "" {
-		if c.targets, err = resolveTargets(p, &c.GateSettings, c.url, environ); err != nil {
+	if c.SkipIfCurrent {
+		if c.databases, err = explicitDatabases(p, &c.GateSettings, c.url, environ); err != nil {
 			return c, err
 		}
 	}
@@ -184,13 +191,14 @@ func parseWait(args []string, environ map[string]string, usage io.Writer) (*wait
 	if len(p.args) > 0 {
 		return c, fmt.Errorf("migrun wait takes no command, got %q (see migrun wait --help)", p.args[0])
 	}
-	if err := c.checkDurations(p, &c.WaitTimeout); err != nil {
+	c.parsed = p
+	if err := c.checkDurations(p, &c.WaitTimeout, &c.ProgressInterval); err != nil {
 		return c, err
 	}
 	if c.url, err = parseDatabase(p, &c.DatabaseSettings, c.Databases == ""); err != nil {
 		return c, err
 	}
-	c.targets, err = resolveTargets(p, &c.GateSettings, c.url, environ)
+	c.databases, err = explicitDatabases(p, &c.GateSettings, c.url, environ)
 	return c, err
 }
 
@@ -289,51 +297,68 @@ func (s *SlackSettings) options(log *slog.Logger) notify.Options {
 	}
 }
 
-// target is one database of the app and its migration directories.
-type target struct {
-	name  string
-	url   *dburl.URL
-	paths []string
-}
-
-// resolveTargets reads MIGRUN_DATABASES (or the primary database and
-// MIGRUN_MIGRATIONS_PATHS), taking each database's URL as Rails does:
-// DATABASE_URL for primary, <NAME>_DATABASE_URL for the others.
-func resolveTargets(p *parsed, g *GateSettings, primary *dburl.URL, environ map[string]string) ([]target, error) {
+// explicitDatabases is what MIGRUN_DATABASES or MIGRUN_MIGRATIONS_PATHS
+// say, or nil when neither is set (the gate then reads the app's own
+// configuration). The URL of each database MIGRUN_DATABASES names must be
+// there and parse.
+func explicitDatabases(p *parsed, g *GateSettings, primary *dburl.URL, environ map[string]string) ([]pending.DatabasePaths, error) {
 	if g.Databases == "" {
-		if primary == nil {
-			return nil, errors.New("no database: set DATABASE_URL (or MIGRUN_DATABASE_URL, --database-url)")
+		if paths := splitList(g.MigrationsPaths); len(paths) > 0 {
+			return []pending.DatabasePaths{{Name: "primary", Paths: paths}}, nil
 		}
-		paths := splitList(g.MigrationsPaths)
-		if len(paths) == 0 {
-			paths = []string{"db/migrate"}
-		}
-		return []target{{name: "primary", url: primary, paths: paths}}, nil
+		return nil, nil
 	}
-	var targets []target
+	var dbs []pending.DatabasePaths
 	for _, entry := range splitList(g.Databases) {
 		name, dirs, ok := strings.Cut(entry, ":")
 		if !ok || name == "" || dirs == "" {
 			return nil, p.invalid(&g.Databases, "entry %q is not name:directory", entry)
 		}
-		t := target{name: name, paths: strings.Split(dirs, ";")}
-		if name == "primary" && primary != nil {
-			t.url = primary
-		} else {
-			variable := strings.ToUpper(name) + "_DATABASE_URL"
-			raw := environ[variable]
-			if raw == "" {
-				return nil, fmt.Errorf("database %s: %s is not set (MIGRUN_DATABASES names it)", name, variable)
-			}
-			u, err := dburl.Parse(raw)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", variable, err)
-			}
-			t.url = u
+		if _, err := databaseURL(name, primary, environ); err != nil {
+			return nil, err
 		}
-		targets = append(targets, t)
+		dbs = append(dbs, pending.DatabasePaths{Name: name, Paths: strings.Split(dirs, ";")})
 	}
-	return targets, nil
+	return dbs, nil
+}
+
+// databaseURL is a database's URL by its database.yml name, as Rails takes
+// it: migrun's database for primary, <NAME>_DATABASE_URL for the others.
+func databaseURL(name string, primary *dburl.URL, environ map[string]string) (*dburl.URL, error) {
+	if name == "primary" {
+		if primary == nil {
+			return nil, errors.New("database primary: no database URL (set DATABASE_URL)")
+		}
+		return primary, nil
+	}
+	variable := strings.ToUpper(name) + "_DATABASE_URL"
+	raw := environ[variable]
+	if raw == "" {
+		return nil, fmt.Errorf("database %s: %s is not set", name, variable)
+	}
+	u, err := dburl.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", variable, err)
+	}
+	return u, nil
+}
+
+// gateConfig is what the gate is told: the app in the working directory,
+// the databases and table name as set, each database's URL as Rails takes it.
+func (g *GateSettings) gateConfig(p *parsed, environment string, primary *dburl.URL, explicit []pending.DatabasePaths, connectTimeout time.Duration, environ map[string]string, log *slog.Logger) pending.Config {
+	return pending.Config{
+		Environment: environment,
+		Manifest:    g.Manifest,
+		Databases:   explicit,
+		Table: pending.TableName{
+			Prefix: g.TablePrefix, PrefixSet: p.given(&g.TablePrefix),
+			Name: g.TableName, NameSet: p.given(&g.TableName),
+			Suffix: g.TableSuffix, SuffixSet: p.given(&g.TableSuffix),
+		},
+		URLFor:         func(name string) (*dburl.URL, error) { return databaseURL(name, primary, environ) },
+		ConnectTimeout: connectTimeout,
+		Logger:         log,
+	}
 }
 
 func splitList(s string) []string {

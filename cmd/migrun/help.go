@@ -26,6 +26,9 @@ func subcommands() []subcommand {
 		{"wait", "migrun wait [flags]",
 			"block until no migration is pending (app Pods' init container)",
 			settingsOf(&waitConfig{})},
+		{"manifest", "migrun manifest [--output PATH] [--print-script] [-- RUNNER...]",
+			"at image build: have Rails write down the migrations it sees (default runner: bundle exec rails runner), for wait and --skip-if-current",
+			settingsOf(&manifestConfig{})},
 		{"version", "migrun version", "print the version", nil},
 		{"help", "migrun help [COMMAND] [--json]", "this help; --json lists every command's settings for tools", nil},
 	}
@@ -99,7 +102,7 @@ func helpMain(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 {
 		command = args[0]
 		if !slices.ContainsFunc(subcommands(), func(c subcommand) bool { return c.Name == command }) {
-			fmt.Fprintf(stderr, "migrun: unknown command %q (want run, wait, help or version)\n", command)
+			fmt.Fprintf(stderr, "migrun: unknown command %q (want run, wait, manifest, help or version)\n", command)
 			return report.ExitUsage
 		}
 	}

@@ -169,7 +169,7 @@ func TestWaitStoppedBySignal(t *testing.T) {
 		}, &bytes.Buffer{}, &stderr)
 	}()
 	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(stderr.String(), "not reachable yet") {
+	for !strings.Contains(stderr.String(), "waiting") {
 		if time.Now().After(deadline) {
 			t.Fatalf("wait never started retrying:\n%s", stderr.String())
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/migrun/migrun/internal/redact"
 	"github.com/migrun/migrun/lock"
 	"github.com/migrun/migrun/notify"
+	"github.com/migrun/migrun/pending"
 	"github.com/migrun/migrun/rails"
 	"github.com/migrun/migrun/report"
 	"github.com/migrun/migrun/runner"
@@ -102,17 +103,39 @@ func (r *run) execute(ctx context.Context) {
 	// the lock: when runners queue, it is not part of the hand-off.
 	env, cleanup := r.commandEnv()
 	defer cleanup()
+
+	// With --skip-if-current, a gate that is sure nothing is pending skips
+	// the command before the lock, so Pods started together do not queue
+	// to learn that there is nothing to do; otherwise it asks again under
+	// the lock, where another runner may just have migrated.
+	var gate *pending.Gate
+	if r.cfg.SkipIfCurrent {
+		if gate, err = pending.Open(r.cfg.gateConfig(r.cfg.parsed, r.cfg.Environment, r.cfg.url, r.cfg.databases, time.Duration(r.cfg.ConnectTimeout), r.environ, r.log)); err != nil {
+			r.fail(report.ConfigError, err)
+			return
+		}
+		defer gate.Close()
+		if r.currentBefore(ctx, gate, "before the lock") {
+			r.skip()
+			return
+		}
+	}
 	if !r.acquire(ctx, locker, sigs) {
 		return
 	}
 	defer r.release(ctx, locker)
-	if bool(r.cfg.SkipIfCurrent) && r.nothingPending(ctx) {
-		r.res.Outcome = report.Skipped
-		r.res.ExitCode = 0
-		r.res.Output = r.cfg.EmptyOutput
+	if gate != nil && r.currentBefore(ctx, gate, "under the lock") {
+		r.skip()
 		return
 	}
 	r.runCommand(locker, env, sigs)
+}
+
+// skip records that the command was not needed.
+func (r *run) skip() {
+	r.res.Outcome = report.Skipped
+	r.res.ExitCode = 0
+	r.res.Output = r.cfg.EmptyOutput
 }
 
 // acquire waits for the lock, giving up at the lock timeout or when migrun
@@ -192,26 +215,31 @@ func (r *run) runCommand(locker lock.Locker, env []string, sigs <-chan os.Signal
 		return
 	}
 
+	r.record(supervise(proc, sigs, locker.Lost(), func() { r.lockLost(locker, proc) }, r.log))
+}
+
+// supervise waits for the command, forwarding the signals migrun gets to
+// it, and calling onLost once if lost closes first. log may be nil.
+func supervise(proc *runner.Process, sigs <-chan os.Signal, lost <-chan struct{}, onLost func(), log *slog.Logger) runner.Result {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	done := make(chan runner.Result, 1)
 	go func() { done <- proc.Wait() }()
-	lost := locker.Lost()
-	var out runner.Result
-wait:
 	for {
 		select {
 		case sig := <-sigs:
-			r.log.Info("forwarding signal to the command", "signal", sig.String())
+			log.Info("forwarding signal to the command", "signal", sig.String())
 			if err := proc.Signal(sig.(syscall.Signal)); err != nil && !errors.Is(err, os.ErrProcessDone) {
-				r.log.Warn("forwarding signal failed", "signal", sig.String(), "err", err)
+				log.Warn("forwarding signal failed", "signal", sig.String(), "err", err)
 			}
 		case <-lost:
 			lost = nil
-			r.lockLost(locker, proc)
-		case out = <-done:
-			break wait
+			onLost()
+		case out := <-done:
+			return out
 		}
 	}
-	r.record(out)
 }
 
 // lockLost reacts to the lock being lost while the command runs: by
@@ -231,19 +259,12 @@ func (r *run) lockLost(locker lock.Locker, proc *runner.Process) {
 
 // record fills in the result from how the command ended.
 func (r *run) record(out runner.Result) {
-	r.res.ExitCode = out.ExitCode
-	r.res.Signal = int(out.Signal)
+	r.res.Outcome, r.res.ExitCode, r.res.Signal = commandOutcome(out)
 	switch {
 	case r.res.Lock.CommandStopped:
 		r.res.Outcome = report.LockLost
 	case out.Err != nil:
 		r.fail(report.InternalError, out.Err)
-	case out.Signal != 0:
-		r.res.Outcome = report.Killed
-	case out.ExitCode == 0:
-		r.res.Outcome = report.Succeeded
-	default:
-		r.res.Outcome = report.Failed
 	}
 	r.res.Output = r.scrub.String(out.Output)
 	r.res.Omitted = out.Omitted
@@ -251,6 +272,21 @@ func (r *run) record(out runner.Result) {
 	if strings.TrimSpace(r.res.Output) == "" {
 		r.res.Output = r.cfg.EmptyOutput
 	}
+}
+
+// commandOutcome is how the command ended: the outcome, its exit code and
+// the signal that killed it.
+func commandOutcome(out runner.Result) (report.Outcome, int, int) {
+	outcome := report.Failed
+	switch {
+	case out.Err != nil:
+		outcome = report.InternalError
+	case out.Signal != 0:
+		outcome = report.Killed
+	case out.ExitCode == 0:
+		outcome = report.Succeeded
+	}
+	return outcome, out.ExitCode, int(out.Signal)
 }
 
 // fail records a failure outside the command.

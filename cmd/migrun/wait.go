@@ -12,13 +12,13 @@ import (
 
 	"github.com/migrun/migrun/internal/dbconn"
 	"github.com/migrun/migrun/pending"
-	"github.com/migrun/migrun/rails"
 	"github.com/migrun/migrun/report"
 )
 
-// waitMain is `migrun wait`: block until every database has every
-// migration the image carries, so app Pods start only on a migrated
-// schema. It reads files and schema_migrations; it never boots Ruby.
+// waitMain is `migrun wait`: block until Rails would find no migration to
+// run in any of the app's databases, so app Pods start only on a migrated
+// schema. It reads files and schema_migrations; it never boots Ruby. When
+// it cannot tell what Rails would do, it keeps waiting and says why.
 func waitMain(ctx context.Context, args []string, environ map[string]string, stdout, stderr io.Writer) int {
 	cfg, err := parseWait(args, environ, stdout)
 	if errors.Is(err, errHelp) {
@@ -30,7 +30,7 @@ func waitMain(ctx context.Context, args []string, environ map[string]string, std
 		return report.ExitUsage
 	}
 	log := newLogger(&cfg.LogSettings, stderr, scrub)
-	res := waitUntilCurrent(ctx, cfg, log)
+	res := waitUntilCurrent(ctx, cfg, environ, log)
 	attrs := []any{"waited", res.Duration}
 	if res.Err != "" {
 		attrs = append(attrs, "err", scrub.String(res.Err))
@@ -39,31 +39,34 @@ func waitMain(ctx context.Context, args []string, environ map[string]string, std
 	return res.ExitStatus()
 }
 
-// waitUntilCurrent checks until nothing is pending, the wait timeout
-// passes, the database cannot be reached, or a signal stops it.
-func waitUntilCurrent(ctx context.Context, cfg *waitConfig, log *slog.Logger) report.Result {
+// waitUntilCurrent checks until the gate opens, the wait timeout passes,
+// the database cannot be reached, or a signal stops it.
+func waitUntilCurrent(ctx context.Context, cfg *waitConfig, environ map[string]string, log *slog.Logger) report.Result {
 	started := time.Now()
 	res := report.Result{Started: started, ExitCode: -1}
 	defer func() { res.Duration = time.Since(started) }()
 
-	cs, err := newCheckers(cfg.targets, time.Duration(cfg.ConnectTimeout), log)
+	gate, err := pending.Open(cfg.gateConfig(cfg.parsed, cfg.Environment, cfg.url, cfg.databases, time.Duration(cfg.ConnectTimeout), environ, log))
 	if err != nil {
 		res.Outcome, res.Err = report.ConfigError, err.Error()
 		return res
 	}
-	defer cs.close()
+	defer gate.Close()
 
 	sigs, stopWatching := watchSignals()
 	defer stopWatching()
-	ctx, cancel := context.WithTimeout(ctx, time.Duration(cfg.WaitTimeout))
+	timeout := time.Duration(cfg.WaitTimeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	ctx, release := cancelOnSignal(ctx, sigs)
 	defer release()
 
 	backoff := 100 * time.Millisecond
+	progress := time.NewTicker(time.Duration(cfg.ProgressInterval))
+	defer progress.Stop()
 	last := ""
 	for {
-		missing, err := cs.pending(ctx, cfg.targets)
+		v, err := gate.Check(ctx)
 		switch {
 		case ctx.Err() != nil:
 			if sig := signalOf(ctx); sig != 0 {
@@ -71,103 +74,93 @@ func waitUntilCurrent(ctx context.Context, cfg *waitConfig, log *slog.Logger) re
 				return res
 			}
 			res.Outcome = report.StillPending
-			res.Err = fmt.Sprintf("still pending after %s: %s", time.Duration(cfg.WaitTimeout), last)
+			res.Err = fmt.Sprintf("not current after %s: %s", timeout, last)
 			return res
 		case errors.Is(err, dbconn.ErrUnavailable):
 			res.Outcome, res.Err = report.Unreachable, err.Error()
 			return res
 		case err != nil:
 			log.Warn("cannot read applied migrations; retrying", "err", err)
-		case len(missing) == 0:
+		case v.Current():
 			res.Outcome = report.Current
 			return res
 		default:
-			if now := describePending(missing); now != last {
-				log.Info("waiting for migrations", "pending", now)
+			// Say what keeps the gate shut when it changes, and at every
+			// progress line.
+			if now := describeVerdict(v); now != last {
+				logVerdict(log, "waiting", v)
 				last = now
 			}
 		}
 		t := time.NewTimer(backoff)
 		select {
 		case <-ctx.Done():
-			t.Stop()
 		case <-t.C:
+		case <-progress.C:
+			if last != "" {
+				waited := time.Since(started)
+				logVerdict(log, "still waiting", v, "waited", waited, "left", max(timeout-waited, 0))
+			}
 		}
+		t.Stop()
 		backoff = min(backoff*2, 2*time.Second)
 	}
 }
 
-// nothingPending checks whether every database already has every
-// migration the image carries; then the command (a Rails boot per Pod,
-// for init containers) is not needed. When the check cannot tell, the
-// command runs: it is the authority.
-func (r *run) nothingPending(ctx context.Context) bool {
-	cs, err := newCheckers(r.cfg.targets, time.Duration(r.cfg.ConnectTimeout), r.log)
-	if err != nil {
-		r.log.Warn("cannot check pending migrations; running the command", "err", err)
-		return false
+// logVerdict says what keeps the gate shut: the migrations pending, or
+// why migrun cannot tell.
+func logVerdict(log *slog.Logger, what string, v pending.Verdict, attrs ...any) {
+	if len(v.Unsure) > 0 {
+		log.Warn(what+": migrun cannot tell whether Rails would migrate, so the gate stays shut", append(attrs, "why", strings.Join(v.Unsure, "; "))...)
+		return
 	}
-	defer cs.close()
+	log.Info(what+" for migrations", append(attrs, "pending", describePending(v.Pending))...)
+}
+
+// describeVerdict is the verdict in a line, to notice when it changes.
+func describeVerdict(v pending.Verdict) string {
+	if len(v.Unsure) > 0 {
+		return "unsure: " + strings.Join(v.Unsure, "; ")
+	}
+	return describePending(v.Pending)
+}
+
+// currentBefore checks, for --skip-if-current, whether Rails would find
+// nothing to do; then the command (a Rails boot per Pod, for init
+// containers) is not needed. When the check cannot tell, or fails, the
+// command runs: it is the authority. when says when the check happens.
+func (r *run) currentBefore(ctx context.Context, gate *pending.Gate, when string) bool {
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(r.cfg.ConnectTimeout))
 	defer cancel()
-	missing, err := cs.pending(ctx, r.cfg.targets)
-	if err != nil {
-		r.log.Warn("cannot check pending migrations; running the command", "err", err)
+	v, err := gate.Check(ctx)
+	switch {
+	case err != nil:
+		r.log.Warn("cannot check pending migrations; running the command", "when", when, "err", err)
+		return false
+	case len(v.Unsure) > 0:
+		r.log.Warn("migrun cannot tell whether Rails would migrate; running the command", "when", when, "why", strings.Join(v.Unsure, "; "))
+		return false
+	case len(v.Pending) > 0:
+		r.log.Info("migrations pending", "when", when, "pending", describePending(v.Pending))
 		return false
 	}
-	if len(missing) > 0 {
-		r.log.Info("migrations pending", "pending", describePending(missing))
-		return false
-	}
-	r.log.Info("no migration pending; not running the command")
+	r.log.Info("no migration pending; not running the command", "when", when)
 	return true
 }
 
-// checkers compare each of the app's databases with the migrations the
-// image carries, keeping one connection per database between checks.
-type checkers []*pending.Checker
-
-func newCheckers(targets []target, connectTimeout time.Duration, log *slog.Logger) (checkers, error) {
-	var cs checkers
-	for _, t := range targets {
-		files, err := rails.MigrationFiles(t.paths)
-		if err != nil {
-			return nil, err
-		}
-		c, err := pending.New(pending.Database{Name: t.name, URL: t.url, Files: files}, connectTimeout, log)
-		if err != nil {
-			return nil, err
-		}
-		cs = append(cs, c)
-	}
-	return cs, nil
-}
-
-// pending lists, per database name, the versions not applied yet.
-func (cs checkers) pending(ctx context.Context, targets []target) (map[string][]string, error) {
-	out := map[string][]string{}
-	for i, c := range cs {
-		files, err := c.Pending(ctx)
-		if err != nil {
-			return nil, err
-		}
-		for _, f := range files {
-			out[targets[i].name] = append(out[targets[i].name], f.Version)
-		}
-	}
-	return out, nil
-}
-
-func (cs checkers) close() {
-	for _, c := range cs {
-		c.Close()
-	}
-}
-
 // describePending says which versions are pending, a few per database.
-func describePending(missing map[string][]string) string {
+func describePending(migrations []pending.Migration) string {
+	byDB := map[string][]string{}
+	var order []string
+	for _, m := range migrations {
+		if _, ok := byDB[m.Database]; !ok {
+			order = append(order, m.Database)
+		}
+		byDB[m.Database] = append(byDB[m.Database], m.Version)
+	}
 	var parts []string
-	for name, versions := range missing {
+	for _, name := range order {
+		versions := byDB[name]
 		shown := versions
 		if len(shown) > 5 {
 			shown = append(shown[:5:5], fmt.Sprintf("and %d more", len(versions)-5))
