@@ -323,3 +323,61 @@ func myExec(t *testing.T, conn *sql.Conn, query string) {
 		t.Fatalf("%s: %v", query, err)
 	}
 }
+
+// TestSessionsDatabaseYAML: what Apply cannot see. A database.yml whose
+// entry has its own url: makes Rails ignore DATABASE_URL, so the MySQL
+// query parameters never arrive (PGOPTIONS still does: libpq reads it
+// whatever the configuration); a database.yml variables: entry is SET by
+// Rails after mysql2's init_command ran, so it wins.
+func TestSessionsDatabaseYAML(t *testing.T) {
+	both := sessions.Settings{DeadClientTimeout: 30 * time.Second, LockTimeout: 5 * time.Second}
+	tests := []struct {
+		name string
+		kind string
+		yaml string
+		want map[string]string
+	}{
+		{
+			name: "mysql2: url from another variable", kind: testdb.KindMariaDB,
+			yaml: `  url: <%= ENV["APP_DATABASE"] %>`,
+			want: map[string]string{"wait_timeout": "2147483", "lock_wait_timeout": "86400"},
+		},
+		{
+			name: "mysql2: variables in database.yml win over init_command", kind: testdb.KindMariaDB,
+			yaml: "  variables:\n    lock_wait_timeout: 60",
+			want: map[string]string{"wait_timeout": "28", "lock_wait_timeout": "60"},
+		},
+		{
+			name: "postgresql: url from another variable", kind: testdb.KindPostgreSQL,
+			yaml: `  url: <%= ENV["APP_DATABASE"] %>`,
+			want: map[string]string{"lock_timeout": "5s", "tcp_user_timeout": "28000"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := servers(t)[tt.kind]
+			app := railsApp(t)
+			yaml := "production:\n  pool: 5\n" + tt.yaml + "\n"
+			if err := os.WriteFile(app+"/config/database.yml", []byte(yaml), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, url := srv.CreateDatabase(t)
+			query, names := "SELECT @@SESSION.#{name}", []string{"wait_timeout", "lock_wait_timeout"}
+			var pg sessions.Postgres
+			if tt.kind == testdb.KindPostgreSQL {
+				query, names, pg = "SHOW #{name}", []string{"lock_timeout", "tcp_user_timeout"}, probe(t, url)
+			}
+			addMigration(t, app, "20240301000000", "show_settings", showSettings(query, names...))
+			env, notes := sessionsEnv(t, url, map[string]string{"APP_DATABASE": url}, both, pg)
+			if len(notes) != 0 {
+				t.Errorf("notes %q: Apply cannot see database.yml", notes)
+			}
+			status, stdout, stderr := migrate(t, app, env)
+			if status != 0 {
+				t.Fatalf("rails exited %d:\n%s%s", status, stdout, stderr)
+			}
+			assertValues(t, sessionValues(stdout), tt.want, stdout, stderr)
+		})
+	}
+}
