@@ -13,8 +13,8 @@ import (
 // ddlLockTimeout is MIGRUN_DDL_LOCK_TIMEOUT in these tests.
 const ddlLockTimeout = 2 * time.Second
 
-// lockTimeoutCase is a migration adding a column to users while another
-// session's transaction has read users.
+// lockTimeoutCase is a migration adding a column to accounts while
+// another session's transaction has read accounts.
 type lockTimeoutCase struct {
 	name     string
 	settings sessions.Settings
@@ -25,10 +25,10 @@ type lockTimeoutCase struct {
 }
 
 // TestSessionsLockTimeout: a migration's ALTER TABLE behind a long
-// transaction that read users gives up after the DDL lock timeout, with an
+// transaction that read the table gives up after the DDL lock timeout, with an
 // error Rails prints as ActiveRecord::LockWaitTimeout; without the setting
-// the same migration still waits (queueing every query on users behind
-// it) and completes only once the transaction ends.
+// the same migration still waits (queueing every query on the table
+// behind it) and completes only once the transaction ends.
 func TestSessionsLockTimeout(t *testing.T) {
 	for kind, srv := range servers(t) {
 		t.Run(kind, func(t *testing.T) {
@@ -41,9 +41,8 @@ func TestSessionsLockTimeout(t *testing.T) {
 			for _, c := range cases {
 				c.app = railsApp(t)
 				_, c.url = srv.CreateDatabase(t)
-				migrateFirst(t, c.app, c.url)
-				addMigration(t, c.app, "20240301000000", "add_nickname_to_users", "  def change\n    add_column :users, :nickname, :string\n  end")
-				releases = append(releases, holdUsers(t, srv, c.url))
+				addMigration(t, c.app, "20240301000000", "add_nickname_to_accounts", "  def change\n    add_column :accounts, :nickname, :string\n  end")
+				releases = append(releases, holdAccounts(t, srv, c.url))
 				var pg sessions.Postgres
 				if kind == testdb.KindPostgreSQL && c.settings.LockTimeout > 0 {
 					pg = probe(t, c.url)
@@ -74,30 +73,33 @@ func TestSessionsLockTimeout(t *testing.T) {
 			time.Sleep(ddlLockTimeout)
 			select {
 			case <-control.rails.done:
-				t.Fatalf("%s: rails ended while the transaction still holds users:\n%s%s", control.name, control.rails.stdout.String(), control.rails.stderr.String())
+				t.Fatalf("%s: rails ended while the transaction still holds accounts:\n%s%s", control.name, control.rails.stdout.String(), control.rails.stderr.String())
 			default:
 			}
 			releases[1]()
 			if status := control.rails.wait(t, 2*time.Minute); status != 0 {
-				t.Errorf("%s: rails exited %d once users was free:\n%s%s", control.name, status, control.rails.stdout.String(), control.rails.stderr.String())
+				t.Errorf("%s: rails exited %d once accounts was free:\n%s%s", control.name, status, control.rails.stdout.String(), control.rails.stderr.String())
 			}
 		})
 	}
 }
 
-// holdUsers opens a transaction that reads users and keeps it open until
-// the returned release is called (or the test ends).
-func holdUsers(t *testing.T, srv *testdb.Server, url string) (release func()) {
+// holdAccounts creates a table accounts (the app's migrations know nothing
+// of it), opens a transaction that reads it and keeps that open until the
+// returned release is called (or the test ends).
+func holdAccounts(t *testing.T, srv *testdb.Server, url string) (release func()) {
 	t.Helper()
 	if srv.Kind() == testdb.KindPostgreSQL {
 		conn := pgConn(t, url)
+		pgExec(t, conn, "CREATE TABLE accounts (id int PRIMARY KEY)")
 		pgExec(t, conn, "BEGIN")
-		pgExec(t, conn, "SELECT count(*) FROM users")
+		pgExec(t, conn, "SELECT count(*) FROM accounts")
 		return once(func() { pgExec(t, conn, "COMMIT") })
 	}
 	conn := myConn(t, url)
+	myExec(t, conn, "CREATE TABLE accounts (id int PRIMARY KEY)")
 	myExec(t, conn, "START TRANSACTION")
-	myExec(t, conn, "SELECT COUNT(*) FROM users")
+	myExec(t, conn, "SELECT COUNT(*) FROM accounts")
 	return once(func() { myExec(t, conn, "COMMIT") })
 }
 

@@ -206,7 +206,7 @@ func TestSessionsVanishedMigrationPostgres(t *testing.T) {
 }
 
 // TestSessionsVanishedMidStatementPostgres: a migration whose ALTER TABLE
-// waits behind another transaction's lock (and queues every query on users
+// waits behind another transaction's lock (and queues every query on the table
 // behind itself) loses its client. The backend is busy, not reading the
 // socket: keepalives alone let it wait on (control: a PostgreSQL 13
 // without client_connection_check_interval); with the check the server ends
@@ -224,16 +224,12 @@ func TestSessionsVanishedMidStatementPostgres(t *testing.T) {
 		if i == 1 {
 			c.pg.Version = 130000
 		}
-		migrateFirst(t, c.app, c.url)
 		mark := filepath.Join(t.TempDir(), "mark")
 		addMigration(t, c.app, "20240301000000", "add_nickname", fmt.Sprintf(`  def up
     File.write(%q, select_value("SELECT pg_backend_pid()").to_s)
-    add_column :users, :nickname, :string
+    add_column :accounts, :nickname, :string
   end`, mark))
-		holder := pgConn(t, c.url)
-		pgExec(t, holder, "BEGIN")
-		pgExec(t, holder, "SELECT count(*) FROM users")
-		t.Cleanup(func() { pgExec(t, holder, "ROLLBACK") })
+		holdAccounts(t, srv, c.url)
 
 		env, _ := sessionsEnv(t, c.url, nil, c.settings, c.pg)
 		c.rails = startRails(t, c.app, env)
@@ -315,15 +311,12 @@ func TestSessionsVanishedDDLMariaDB(t *testing.T) {
 	c := &vanishCase{name: "with the settings", settings: sessions.Settings{DeadClientTimeout: vanishBound}}
 	c.app = railsApp(t)
 	c.db, c.url = srv.CreateDatabase(t)
-	migrateFirst(t, c.app, c.url)
 	mark := filepath.Join(t.TempDir(), "mark")
 	addMigration(t, c.app, "20240301000000", "add_nickname", fmt.Sprintf(`  def up
     File.write(%q, select_value("SELECT CONNECTION_ID()").to_s)
-    add_column :users, :nickname, :string
+    add_column :accounts, :nickname, :string
   end`, mark))
-	holder := myConn(t, c.url)
-	myExec(t, holder, "START TRANSACTION")
-	myExec(t, holder, "SELECT COUNT(*) FROM users")
+	release := holdAccounts(t, srv, c.url)
 
 	env, _ := sessionsEnv(t, c.url, nil, c.settings, sessions.Postgres{})
 	c.rails = startRails(t, c.app, env)
@@ -335,22 +328,12 @@ func TestSessionsVanishedDDLMariaDB(t *testing.T) {
 	c.vanish(t, mariadbClientPort(t, srv, c.session), srv.Port(), mariadbAliveCheck(t, c.url, c.session))
 	checkEnded(t, c)
 
-	myExec(t, holder, "COMMIT")
-	nickname := fmt.Sprintf("SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = '%s' AND TABLE_NAME = 'users' AND COLUMN_NAME = 'nickname'", c.db)
+	release()
+	nickname := fmt.Sprintf("SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = '%s' AND TABLE_NAME = 'accounts' AND COLUMN_NAME = 'nickname'", c.db)
 	waitFor(t, "the ALTER TABLE of the vanished client to finish", timeoutLong, func() bool { return srv.QueryInt(t, "", nickname) > 0 })
 	done := time.Now()
 	waitFor(t, "wait_timeout to end the idle session", vanishBound+vanishMargin, func() bool { return !mariadbAlive(t, srv, c.session) })
 	t.Logf("the ALTER TABLE ran to its end for the vanished client; the session ended %s later", time.Since(done).Round(100*time.Millisecond))
-}
-
-// migrateFirst applies the app's own migrations (users and its index), so
-// that a test can hold a lock on users before the next run.
-func migrateFirst(t *testing.T, app, url string) {
-	t.Helper()
-	env, _ := sessionsEnv(t, url, nil, sessions.Settings{}, sessions.Postgres{})
-	if status, stdout, stderr := migrate(t, app, env); status != 0 {
-		t.Fatalf("first migration exited %d:\n%s%s", status, stdout, stderr)
-	}
 }
 
 func pgClientPort(t *testing.T, srv *testdb.Server, db string, pid int64) int {
