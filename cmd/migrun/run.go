@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/migrun/migrun/dburl"
+	"github.com/migrun/migrun/internal/dbconn"
 	"github.com/migrun/migrun/internal/redact"
 	"github.com/migrun/migrun/lock"
 	"github.com/migrun/migrun/notify"
@@ -18,6 +20,7 @@ import (
 	"github.com/migrun/migrun/rails"
 	"github.com/migrun/migrun/report"
 	"github.com/migrun/migrun/runner"
+	"github.com/migrun/migrun/sessions"
 )
 
 // unlockTimeout bounds releasing the lock; if it runs out the database
@@ -100,8 +103,9 @@ func (r *run) execute(ctx context.Context) {
 		return
 	}
 	// The command's environment (and the Ruby sync file) is ready before
-	// the lock: when runners queue, it is not part of the hand-off.
-	env, cleanup := r.commandEnv()
+	// the lock, and the routes to its database sessions are probed while
+	// the lock is taken: when runners queue, neither is part of the hand-off.
+	base, cleanup := r.commandEnv()
 	defer cleanup()
 
 	// With --skip-if-current, a gate that is sure nothing is pending skips
@@ -120,6 +124,7 @@ func (r *run) execute(ctx context.Context) {
 			return
 		}
 	}
+	probed := r.probeSessions(ctx)
 	if !r.acquire(ctx, locker, sigs) {
 		return
 	}
@@ -128,7 +133,86 @@ func (r *run) execute(ctx context.Context) {
 		r.skip()
 		return
 	}
-	r.runCommand(locker, env, sigs)
+	env, notes := sessions.Apply(base, r.sessionSettings(), <-probed)
+	for _, note := range notes {
+		r.log.Warn(note)
+	}
+	r.runCommand(locker, envList(env), sigs)
+}
+
+// sessionSettings are what the command's own database sessions are told:
+// the same dead-client bound as the lock's, and the DDL lock timeout.
+func (r *run) sessionSettings() sessions.Settings {
+	return sessions.Settings{
+		DeadClientTimeout: time.Duration(r.cfg.DeadHolderTimeout),
+		LockTimeout:       time.Duration(r.cfg.DDLLockTimeout),
+	}
+}
+
+// probeSessions finds out, in the background, whether startup options
+// (PGOPTIONS) reach each PostgreSQL server the command will use: a pooler
+// may refuse them (the command's connections would fail) or ignore them.
+// PGOPTIONS reaches every connection of the command, so it is set only
+// when every server takes it.
+func (r *run) probeSessions(ctx context.Context) <-chan sessions.Postgres {
+	out := make(chan sessions.Postgres, 1)
+	urls := r.commandPostgresURLs()
+	if len(urls) == 0 {
+		out <- sessions.Postgres{}
+		return out
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(ctx, time.Duration(r.cfg.ConnectTimeout))
+		defer cancel()
+		result := sessions.Postgres{OptionsReach: true}
+		for _, u := range urls {
+			// The server may still be starting (the lock waits for it too):
+			// ask again within the connect timeout.
+			var pg sessions.Postgres
+			err := dbconn.Retry(ctx, time.Duration(r.cfg.ConnectTimeout), r.log, dbconn.PostgresAddr(u), func(ctx context.Context) error {
+				var err error
+				pg, err = sessions.Probe(ctx, u)
+				return err
+			})
+			if err != nil {
+				pg = sessions.Postgres{Why: "could not ask " + u.Redacted() + ": " + r.scrub.String(err.Error())}
+			}
+			if !pg.OptionsReach {
+				out <- pg
+				return
+			}
+			if result.Version == 0 || pg.Version < result.Version {
+				result.Version = pg.Version
+			}
+		}
+		out <- result
+	}()
+	return out
+}
+
+// commandPostgresURLs are the PostgreSQL databases the command connects
+// to as far as migrun can see: DATABASE_URL and <NAME>_DATABASE_URL, else
+// the database migrun was given.
+func (r *run) commandPostgresURLs() []*dburl.URL {
+	var urls []*dburl.URL
+	seen := map[string]bool{}
+	add := func(u *dburl.URL) {
+		if u != nil && u.Adapter == dburl.PostgreSQL && !seen[u.Redacted()] {
+			seen[u.Redacted()] = true
+			urls = append(urls, u)
+		}
+	}
+	for k, v := range r.environ {
+		if strings.HasSuffix(k, "DATABASE_URL") && k != "MIGRUN_DATABASE_URL" {
+			if u, err := dburl.Parse(v); err == nil {
+				add(u)
+			}
+		}
+	}
+	if len(urls) == 0 {
+		add(r.cfg.url)
+	}
+	return urls
 }
 
 // skip records that the command was not needed.
@@ -298,7 +382,7 @@ func (r *run) fail(outcome report.Outcome, err error) {
 // commandEnv is the command's environment: migrun's own, without the
 // secrets only migrun needs (the Slack webhook and token), plus, when
 // asked, a RUBYOPT that makes Ruby write its output at once.
-func (r *run) commandEnv() ([]string, func()) {
+func (r *run) commandEnv() (map[string]string, func()) {
 	environ := withoutSecrets(r.environ, r.cfg.parsed.settings)
 	cleanup := func() {}
 	if r.cfg.RubySync {
@@ -309,7 +393,7 @@ func (r *run) commandEnv() ([]string, func()) {
 			environ["RUBYOPT"], cleanup = opt, remove
 		}
 	}
-	return envList(environ), cleanup
+	return environ, cleanup
 }
 
 func (r *run) logOutcome() {
