@@ -158,7 +158,7 @@ func TestNotifyPayload(t *testing.T) {
 		{"skipped", "skipped (nothing pending)", "good", noOutput, nil},
 		{"failure", "failed (exit 1)", "danger", "rails aborted!\nStandardError: boom", nil},
 		{"signal", "killed by SIGTERM", "danger", "== 1 A: migrating ===", nil},
-		{"lock timeout", "lock not acquired in 30m0s", "warning", noOutput, map[string]string{"Error": "lock not acquired in 30m0s"}},
+		{"lock timeout", "lock not acquired in 30m", "warning", noOutput, map[string]string{"Error": "lock not acquired in 30m0s"}},
 		{"lock lost", "succeeded", "warning", "ok", map[string]string{"Lock lost": "connection reset by peer"}},
 		{"unreachable", "database unreachable", "danger", noOutput, map[string]string{"Error": "database unavailable: dial tcp 10.0.0.1:5432: connection refused"}},
 		{"config error", "configuration error", "danger", noOutput, map[string]string{"Error": `invalid MIGRUN_LOCK_TIMEOUT "x"`}},
