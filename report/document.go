@@ -1,6 +1,7 @@
 package report
 
 import (
+	"cmp"
 	"math"
 	"time"
 
@@ -82,7 +83,7 @@ type DocumentAttempt struct {
 func (r Result) Document() Document {
 	d := Document{
 		Schema:          Schema,
-		Outcome:         string(r.Outcome),
+		Outcome:         cmp.Or(string(r.Outcome), "unknown"),
 		Severity:        r.Severity().String(),
 		Headline:        r.Headline(),
 		Description:     r.Describe(),

@@ -53,6 +53,7 @@ func TestDocumentNulls(t *testing.T) {
 			[]string{`"exit_code":null`, `"signal":"SIGTERM"`, `"exit_status":143`, `"attempts":[{"started":null,"duration_seconds":0,"exit_status":143,"reason":""}]`}},
 		{Result{Outcome: InternalError, ExitCode: -1, Attempts: []Attempt{{ExitCode: -1}}}, []string{`"exit_status":null`}},
 		{Result{Outcome: Succeeded, Lock: Lock{Lost: "backend terminated"}}, []string{`"severity":"warning"`, `"lost":true,"lost_reason":"backend terminated"`}},
+		{Result{}, []string{`"outcome":"unknown"`, `"description":"unknown outcome"`, `"exit_status":70`}},
 		{Result{Outcome: "rolled back"}, []string{`"outcome":"rolled back"`, `"severity":"failure"`, `"exit_status":70`, `"headline":"DB migration: rolled back"`}},
 	}
 	for _, tt := range tests {

@@ -148,6 +148,8 @@ func (r Result) Describe() string {
 		return "migrations still pending"
 	case Current:
 		return "no migration pending"
+	case "":
+		return "unknown outcome"
 	}
 	return string(r.Outcome)
 }
