@@ -25,15 +25,20 @@ const MaxText = 38000
 
 // Budgets within the message, in escaped bytes.
 const (
-	maxHeadline   = 600  // the headline, the message's first line
-	maxResultLine = 700  // the second line: "DB migration result: …"
-	maxLinkLine   = 2600 // the link, whole or not at all
-	maxField      = 500  // each attachment field
-	maxMigFields  = 2000
-	markerRoom    = 100 // the omission marker
-	// outputBudget is what the output may take of MaxText after the
-	// lines above it, the fences and the omission marker.
-	outputBudget = MaxText - maxHeadline - maxResultLine - maxLinkLine - 100 - markerRoom
+	maxHeadline   = 600 // the headline, the message's first line
+	maxResultLine = 700 // the second line: "DB migration result: …"
+	maxLinkLabel  = 200
+	// maxLinkLine holds any link report lets through: MaxLink bytes, each
+	// at most 5 once escaped (&amp;), and its label.
+	maxLinkLine  = 5*report.MaxLink + maxLinkLabel + len("<|>")
+	maxField     = 500 // each attachment field
+	maxMigFields = 2000
+	markerRoom   = 100 // the omission marker
+	fences       = "```\n" + "\n```"
+	// outputBudget is the least room the output has: what MaxText leaves
+	// after the longest lines above it and the fences. The output takes
+	// what the actual lines leave, usually far more.
+	outputBudget = MaxText - maxHeadline - maxResultLine - maxLinkLine - len("\n\n\n") - len(fences)
 )
 
 // searchWords are in every result message: teams search Slack for them.
@@ -58,8 +63,9 @@ func BuildMessage(r report.Result, o Options) *slack.WebhookMessage {
 	if link := slackLink(r.Link); link != "" {
 		text.WriteString(link + "\n")
 	}
+	budget := MaxText - text.Len() - len(fences)
 	text.WriteString("```\n")
-	text.WriteString(codeBlock(r.Output, outputBudget))
+	text.WriteString(codeBlock(r.Output, budget))
 	text.WriteString("\n```")
 
 	return &slack.WebhookMessage{
@@ -148,15 +154,16 @@ func slackDate(t time.Time) string {
 // slackLink renders an http(s) link for Slack: <URL|host>. The URL's &
 // is escaped as Slack asks; <, > and | (which would end the link early)
 // and spaces are percent-encoded. A link that is not an absolute http(s)
-// URL, or too long, is left out.
+// URL, or longer than report.MaxLink, is left out (report.LinkTemplate
+// makes neither).
 func slackLink(link string) string {
 	u, err := url.Parse(link)
-	if link == "" || err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+	if link == "" || len(link) > report.MaxLink || err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return ""
 	}
 	href := linkEscaper.Replace(report.CleanOutput(link))
-	label := escape(u.Host)
-	if len(href)+len(label)+3 > maxLinkLine {
+	label := escapeWithin(u.Host, maxLinkLabel)
+	if len(href)+len(label)+len("<|>") > maxLinkLine {
 		return ""
 	}
 	return "<" + href + "|" + label + ">"

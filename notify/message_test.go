@@ -164,6 +164,45 @@ func TestFieldsAreBounded(t *testing.T) {
 	}
 }
 
+// TestEverythingLongIsBounded: every value at its worst (long, all of it
+// characters that grow when escaped), a link of MaxLink bytes of "&" and
+// output that grows most: each message stays within MaxText and each line
+// and field within its budget.
+func TestEverythingLongIsBounded(t *testing.T) {
+	long := strings.Repeat("<&>", 10000)
+	var migs []rails.Migration
+	for range 200 {
+		migs = append(migs, rails.Migration{Version: "20240101000000", Name: long[:300], Action: "migrated"})
+	}
+	r := report.Result{Outcome: report.Failed, ExitCode: 1, Environment: long, Host: long, Namespace: long, App: long, Revision: long,
+		Err: long, Lock: report.Lock{Lost: long}, Output: strings.Repeat("&", 1<<20), Pending: []string{long, long},
+		Link:       "https://x.example/?" + strings.Repeat("&", report.MaxLink-len("https://x.example/?")),
+		Migrations: migs, FailedMigration: &rails.Migration{Version: long, Name: long, Action: "migrating"},
+		Started: time.Unix(1, 0)}
+	for name, m := range map[string]*slack.WebhookMessage{
+		"result": BuildMessage(r, Options{}), "running": buildRunningMessage(r, Options{}), "finished notice": buildFinishedNotice(r),
+	} {
+		if len(m.Text) > MaxText || !utf8.ValidString(m.Text) {
+			t.Errorf("%s: text has %d bytes", name, len(m.Text))
+		}
+		lines := strings.Split(m.Text, "\n")
+		if len(lines[0]) > maxHeadline {
+			t.Errorf("%s: headline has %d bytes", name, len(lines[0]))
+		}
+		for _, f := range m.Attachments[0].Fields {
+			if len(f.Value) > maxMigFields || strings.ContainsAny(f.Value, "<>") {
+				t.Errorf("%s: field %s: %d bytes or unescaped: %.80q", name, f.Title, len(f.Value), f.Value)
+			}
+		}
+		if len(m.Attachments[0].Fallback) > maxField {
+			t.Errorf("%s: fallback has %d bytes", name, len(m.Attachments[0].Fallback))
+		}
+	}
+	if m := BuildMessage(r, Options{}); !strings.Contains(m.Text, "|x.example>\n```") {
+		t.Errorf("the link is left out:\n%.1000s", m.Text)
+	}
+}
+
 func TestOptionsInMessage(t *testing.T) {
 	m := BuildMessage(results["success"], Options{Channel: "#ops", Username: "migrun", IconEmoji: ":rocket:"})
 	if m.Channel != "#ops" || m.Username != "migrun" || m.IconEmoji != ":rocket:" {
