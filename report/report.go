@@ -1,6 +1,7 @@
 // Package report defines the result of one migrun run: the value every
-// notifier receives and the summary written to the termination log, and the
-// one table that turns how a run ended into an exit status and a severity.
+// notifier receives; its headline, the summary written to the termination
+// log and the versioned JSON document for other receivers; and the one
+// table that turns how a run ended into an exit status and a severity.
 package report
 
 import (
