@@ -2,12 +2,14 @@ package notify
 
 import (
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/slack-go/slack"
 
+	"github.com/migrun/migrun/rails"
 	"github.com/migrun/migrun/report"
 )
 
@@ -23,27 +25,47 @@ const MaxText = 38000
 
 // Budgets within the message, in escaped bytes.
 const (
-	maxHeading   = 200 // the environment, on the heading line
+	maxHeadline   = 600 // the headline, the message's first line
+	maxResultLine = 700 // the second line: "DB migration result: …"
+	maxLinkLabel  = 200
+	// maxLinkLine holds any link report lets through: MaxLink bytes, each
+	// at most 5 once escaped (&amp;), and its label.
+	maxLinkLine  = 5*report.MaxLink + maxLinkLabel + len("<|>")
 	maxField     = 500 // each attachment field
 	maxMigFields = 2000
 	markerRoom   = 100 // the omission marker
-	// outputBudget is what the output may take of MaxText after the
-	// heading, the fences and the omission marker.
-	outputBudget = MaxText - maxHeading - 100 - markerRoom
+	fences       = "```\n" + "\n```"
+	// outputBudget is the least room the output has: what MaxText leaves
+	// after the longest lines above it and the fences. The output takes
+	// what the actual lines leave, usually far more.
+	outputBudget = MaxText - maxHeadline - maxResultLine - maxLinkLine - len("\n\n\n") - len(fences)
 )
 
-// BuildMessage renders r as a Slack message in the familiar shape: the text
-// starts with "DB migration result", then "*environment*: <env>", then the
-// output in a code block; an attachment coloured by the outcome carries the
-// details. Everything from r is escaped for Slack and bounded, so the text
-// stays within MaxText whatever the output.
+// searchWords are in every result message: teams search Slack for them.
+const searchWords = "DB migration result"
+
+// BuildMessage renders r as a Slack message. The text's first line is the
+// headline (what happened, where: what a phone notification and the
+// channel list show), the second "DB migration result: " with the outcome
+// and the migration that failed, then the link, if any, and the output in a
+// code block; an attachment coloured by the outcome carries the details.
+// Everything from r is escaped for Slack and bounded, so the text stays
+// within MaxText whatever the output.
 func BuildMessage(r report.Result, o Options) *slack.WebhookMessage {
 	o = o.withDefaults()
 	var text strings.Builder
-	text.WriteString("DB migration result\n")
-	text.WriteString("*environment*: " + escapeWithin(oneLine(r.Environment), maxHeading) + "\n")
+	text.WriteString(escapeWithin(r.Headline(), maxHeadline) + "\n")
+	result := searchWords + ": " + r.Describe()
+	if m := r.FailedMigration; m != nil {
+		result += " at " + m.Version + " " + m.Name
+	}
+	text.WriteString(escapeWithin(oneLine(result), maxResultLine) + "\n")
+	if link := slackLink(r.Link); link != "" {
+		text.WriteString(link + "\n")
+	}
+	budget := MaxText - text.Len() - len(fences)
 	text.WriteString("```\n")
-	text.WriteString(codeBlock(r.Output, outputBudget))
+	text.WriteString(codeBlock(r.Output, budget))
 	text.WriteString("\n```")
 
 	return &slack.WebhookMessage{
@@ -53,11 +75,101 @@ func BuildMessage(r report.Result, o Options) *slack.WebhookMessage {
 		Text:      text.String(),
 		Attachments: []slack.Attachment{{
 			Color:    color(r),
-			Fallback: escapeWithin(fmt.Sprintf("DB migration %s: %s", oneLine(r.Environment), r.Describe()), maxField),
+			Fallback: escapeWithin(r.Headline(), maxField),
 			Fields:   fields(r),
 		}},
 	}
 }
+
+// runningColor is the running notice's bar: Slack's blue, neither good
+// nor bad.
+const runningColor = "#439FE0"
+
+// buildRunningMessage renders the notice that a migration is running: the
+// running headline, since when (in each reader's time zone) and on which
+// host, the link, and what is pending.
+func buildRunningMessage(r report.Result, o Options) *slack.WebhookMessage {
+	o = o.withDefaults()
+	since := r.Started
+	if n := len(r.Attempts); n > 0 && !r.Attempts[n-1].Started.IsZero() {
+		since = r.Attempts[n-1].Started
+	}
+	var text strings.Builder
+	text.WriteString(escapeWithin(r.RunningHeadline(), maxHeadline) + "\n")
+	line := "Running"
+	if !since.IsZero() {
+		line += " since " + slackDate(since)
+	}
+	if h := oneLine(r.Host); h != "" {
+		line += " on " + escapeWithin(h, maxField)
+	}
+	text.WriteString(line)
+	if link := slackLink(r.Link); link != "" {
+		text.WriteString("\n" + link)
+	}
+	f := []slack.AttachmentField{}
+	if len(r.Pending) > 0 {
+		f = append(f, slack.AttachmentField{Title: "Pending", Value: escapeWithin(strings.Join(r.Pending, "\n"), maxMigFields)})
+	}
+	f = appendField(f, "Host", r.Host, true)
+	f = appendField(f, "Namespace", r.Namespace, true)
+	f = appendField(f, "App", r.App, true)
+	f = appendField(f, "Revision", r.Revision, true)
+	return &slack.WebhookMessage{
+		Channel:   o.Channel,
+		Username:  o.Username,
+		IconEmoji: o.IconEmoji,
+		Text:      text.String(),
+		Attachments: []slack.Attachment{{
+			Color:    runningColor,
+			Fallback: escapeWithin(r.RunningHeadline(), maxField),
+			Fields:   f,
+		}},
+	}
+}
+
+// buildFinishedNotice is what the running notice becomes once the run has
+// ended: the final headline and colour, the result in the thread.
+func buildFinishedNotice(r report.Result) *slack.WebhookMessage {
+	text := escapeWithin(r.Headline(), maxHeadline) + "\n" +
+		escapeWithin(oneLine(searchWords+": "+r.Describe()), maxResultLine) + "; details in the thread"
+	f := []slack.AttachmentField{{Title: "Outcome", Value: escapeWithin(r.Describe(), maxField), Short: true}}
+	f = appendField(f, "Duration", r.Duration.Round(time.Millisecond).String(), true)
+	return &slack.WebhookMessage{
+		Text: text,
+		Attachments: []slack.Attachment{{
+			Color:    color(r),
+			Fallback: escapeWithin(r.Headline(), maxField),
+			Fields:   f,
+		}},
+	}
+}
+
+// slackDate shows t in each reader's own time zone, e.g. "today at
+// 14:02", falling back to UTC where Slack cannot format dates.
+func slackDate(t time.Time) string {
+	return fmt.Sprintf("<!date^%d^{date_short_pretty} at {time}|%s>", t.Unix(), t.UTC().Format("2006-01-02 15:04 UTC"))
+}
+
+// slackLink renders an http(s) link for Slack: <URL|host>. The URL's &
+// is escaped as Slack asks; <, > and | (which would end the link early)
+// and spaces are percent-encoded. A link that is not an absolute http(s)
+// URL, or longer than report.MaxLink, is left out (report.LinkTemplate
+// makes neither).
+func slackLink(link string) string {
+	u, err := url.Parse(link)
+	if link == "" || len(link) > report.MaxLink || err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return ""
+	}
+	href := linkEscaper.Replace(report.CleanOutput(link))
+	label := escapeWithin(u.Host, maxLinkLabel)
+	if len(href)+len(label)+len("<|>") > maxLinkLine {
+		return ""
+	}
+	return "<" + href + "|" + label + ">"
+}
+
+var linkEscaper = strings.NewReplacer("&", "&amp;", "<", "%3C", ">", "%3E", "|", "%7C", " ", "%20", "\t", "%09", "\n", "%0A")
 
 // color is the attachment's bar: green when all went well, yellow when the
 // run did no harm but needs a look, red when it failed.
@@ -75,30 +187,45 @@ func color(r report.Result) string {
 // tests alike read it there.
 func fields(r report.Result) []slack.AttachmentField {
 	f := []slack.AttachmentField{{Title: "Outcome", Value: escapeWithin(r.Describe(), maxField), Short: true}}
-	add := func(title, value string, short bool) {
-		if value != "" {
-			f = append(f, slack.AttachmentField{Title: title, Value: escapeWithin(oneLine(value), maxField), Short: short})
-		}
+	f = appendField(f, "Duration", r.Duration.Round(time.Millisecond).String(), true)
+	var lines []string
+	for _, m := range r.Migrations {
+		lines = append(lines, fmt.Sprintf("%s %s (%s)", m.Version, m.Name, m.Action))
 	}
-	add("Duration", r.Duration.Round(time.Millisecond).String(), true)
+	if m := r.FailedMigration; m != nil {
+		lines = append(lines, failedLine(*m))
+	}
 	switch {
-	case len(r.Migrations) > 0:
-		lines := make([]string, len(r.Migrations))
-		for i, m := range r.Migrations {
-			lines[i] = fmt.Sprintf("%s %s (%s)", m.Version, m.Name, m.Action)
-		}
+	case len(lines) > 0:
 		f = append(f, slack.AttachmentField{Title: "Migrations", Value: escapeWithin(strings.Join(lines, "\n"), maxMigFields)})
 	case r.Outcome == report.Succeeded || r.Outcome == report.Skipped:
-		add("Migrations", "none", true)
+		f = appendField(f, "Migrations", "none", true)
 	}
-	add("Host", r.Host, true)
-	add("App", r.App, true)
-	add("Revision", r.Revision, true)
+	f = appendField(f, "Host", r.Host, true)
+	f = appendField(f, "Namespace", r.Namespace, true)
+	f = appendField(f, "App", r.App, true)
+	f = appendField(f, "Revision", r.Revision, true)
 	if r.Lock.Acquired && r.Lock.Waited >= time.Second {
-		add("Lock wait", r.Lock.Waited.Round(time.Second).String(), true)
+		f = appendField(f, "Lock wait", r.Lock.Waited.Round(time.Second).String(), true)
 	}
-	add("Lock lost", r.Lock.Lost, false)
-	add("Error", r.Err, false)
+	f = appendField(f, "Lock lost", r.Lock.Lost, false)
+	f = appendField(f, "Error", r.Err, false)
+	return f
+}
+
+// failedLine is the failed migration in the Migrations field.
+func failedLine(m rails.Migration) string {
+	if m.Action == "" {
+		return m.Version + " " + m.Name + " (failed)"
+	}
+	return m.Version + " " + m.Name + " (failed while " + m.Action + ")"
+}
+
+// appendField adds a one-line field when value is not empty.
+func appendField(f []slack.AttachmentField, title, value string, short bool) []slack.AttachmentField {
+	if value = oneLine(value); value != "" {
+		f = append(f, slack.AttachmentField{Title: title, Value: escapeWithin(value, maxField), Short: short})
+	}
 	return f
 }
 
@@ -111,7 +238,7 @@ const noOutput = "(no output)"
 // budget bytes once escaped, keeping a third for the head and the rest for
 // the tail (Rails prints its error last) with a marker between.
 func codeBlock(output string, budget int) string {
-	output = clean(output)
+	output = report.CleanOutput(output)
 	if strings.TrimSpace(output) == "" {
 		return noOutput
 	}
@@ -133,68 +260,11 @@ func codeBlock(output string, budget int) string {
 	return breakFences(escape(output))
 }
 
-// clean turns output into text Slack shows as it was printed: valid UTF-8,
-// no terminal colour codes (Rails colours its SQL log), CRLF as LF, and no
-// control characters but tabs and newlines (a NUL or a bell shows as �).
-func clean(s string) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	if !strings.ContainsFunc(s, isControl) {
-		return s
-	}
-	var b strings.Builder
-	b.Grow(len(s))
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '\x1b':
-			i += escapeSequenceLen(s[i:]) - 1
-		case c == '\r':
-			if i+1 < len(s) && s[i+1] == '\n' {
-				continue
-			}
-			b.WriteByte('\n') // a lone CR redraws the line: show the lines apart
-		case c == '\t' || c == '\n':
-			b.WriteByte(c)
-		case c < 0x20 || c == 0x7f:
-			b.WriteString("\uFFFD")
-		default:
-			b.WriteByte(c)
-		}
-	}
-	return b.String()
-}
-
-func isControl(r rune) bool { return (r < 0x20 && r != '\t' && r != '\n') || r == 0x7f }
-
-// escapeSequenceLen is the length of the terminal escape sequence at the
-// start of s (which starts with ESC): a CSI sequence such as "\x1b[1;36m",
-// or else ESC and the byte after it.
-func escapeSequenceLen(s string) int {
-	if len(s) < 2 {
-		return len(s)
-	}
-	if s[1] != '[' {
-		if s[1] < 0x20 || s[1] >= 0x7f {
-			return 1 // not a sequence: drop the ESC alone
-		}
-		return 2
-	}
-	for i := 2; i < len(s); i++ {
-		switch c := s[i]; {
-		case c >= 0x40 && c <= 0x7e:
-			return i + 1 // the final byte
-		case c < 0x20 || c > 0x7e:
-			return i // malformed: keep what follows
-		}
-	}
-	return len(s)
-}
-
 // escape makes text safe for Slack: the three characters Slack requires
 // escaped, so "<!channel>" pings nobody and "<http://x|y>" links nowhere,
 // and no invalid UTF-8 or control characters.
 func escape(s string) string {
-	return slackEscaper.Replace(clean(s))
+	return slackEscaper.Replace(report.CleanOutput(s))
 }
 
 var slackEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
@@ -202,7 +272,7 @@ var slackEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
 // escapeWithin escapes s cut to at most max bytes once escaped, marking the
 // cut with an ellipsis.
 func escapeWithin(s string, max int) string {
-	s = clean(s)
+	s = report.CleanOutput(s)
 	if cost(s) <= max {
 		return escape(s)
 	}

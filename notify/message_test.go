@@ -6,10 +6,12 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/slack-go/slack"
 
+	"github.com/migrun/migrun/rails"
 	"github.com/migrun/migrun/report"
 )
 
@@ -88,7 +90,7 @@ func TestHostileOutput(t *testing.T) {
 					t.Errorf("text contains %q:\n%q", s, m.Text)
 				}
 			}
-			if !strings.HasPrefix(m.Text, "DB migration result\n*environment*: &lt;!channel&gt; prod\n```\n") {
+			if !strings.HasPrefix(m.Text, "DB migration failed in &lt;!channel&gt; prod\nDB migration result: failed (exit 1)\n```\n") {
 				t.Errorf("heading:\n%q", m.Text)
 			}
 			if strings.Count(m.Text, "```") != 2 {
@@ -98,11 +100,11 @@ func TestHostileOutput(t *testing.T) {
 	}
 }
 
-// TestHugeOutputIsBounded: 10 MB of output, including the characters that
-// grow most when escaped, is cut to the bound keeping the head and the
-// tail, where Rails prints its error.
+// TestHugeOutputIsBounded: 2 MiB of output (16 times what the runner
+// captures), including the characters that grow most when escaped, is cut
+// to the bound keeping the head and the tail, where Rails prints its error.
 func TestHugeOutputIsBounded(t *testing.T) {
-	const size = 10 << 20
+	const size = 2 << 20
 	tests := map[string]string{
 		"lines":            "line of <output> & more\n",
 		"one long line":    "x",
@@ -115,6 +117,7 @@ func TestHugeOutputIsBounded(t *testing.T) {
 	}
 	for name, unit := range tests {
 		t.Run(name, func(t *testing.T) {
+			t.Parallel()
 			out := "HEAD\n" + strings.Repeat(unit, size/len(unit)) + "\nrails aborted!\nStandardError: THE ERROR\n"
 			r := report.Result{Outcome: report.Failed, ExitCode: 1, Environment: "prod", Output: out}
 			m := *BuildMessage(r, Options{})
@@ -144,26 +147,6 @@ func TestHugeOutputIsBounded(t *testing.T) {
 	}
 }
 
-func TestClean(t *testing.T) {
-	tests := map[string]string{
-		"plain\ttext\n":              "plain\ttext\n",
-		"\x1b[31mred\x1b[0m":         "red",
-		"\x1b[38;5;208mcolour\x1b[m": "colour",
-		"\x1b[":                      "",
-		"\x1b[12\nx":                 "\nx",
-		"\x1bM up":                   " up",
-		"\x1b\xc3\xa9":               "é",
-		"a\r\nb\rc":                  "a\nb\nc",
-		"nul\x00":                    "nul\uFFFD",
-		"bad\xc3":                    "bad\uFFFD",
-	}
-	for in, want := range tests {
-		if got := clean(in); got != want {
-			t.Errorf("clean(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 func TestFieldsAreBounded(t *testing.T) {
 	long := strings.Repeat("<&>", 10000)
 	m := BuildMessage(report.Result{Outcome: report.Failed, ExitCode: 1, Environment: long, Host: long, App: long, Revision: long,
@@ -181,6 +164,45 @@ func TestFieldsAreBounded(t *testing.T) {
 	}
 }
 
+// TestEverythingLongIsBounded: every value at its worst (long, all of it
+// characters that grow when escaped), a link of MaxLink bytes of "&" and
+// output that grows most: each message stays within MaxText and each line
+// and field within its budget.
+func TestEverythingLongIsBounded(t *testing.T) {
+	long := strings.Repeat("<&>", 10000)
+	var migs []rails.Migration
+	for range 200 {
+		migs = append(migs, rails.Migration{Version: "20240101000000", Name: long[:300], Action: "migrated"})
+	}
+	r := report.Result{Outcome: report.Failed, ExitCode: 1, Environment: long, Host: long, Namespace: long, App: long, Revision: long,
+		Err: long, Lock: report.Lock{Lost: long}, Output: strings.Repeat("&", 1<<20), Pending: []string{long, long},
+		Link:       "https://x.example/?" + strings.Repeat("&", report.MaxLink-len("https://x.example/?")),
+		Migrations: migs, FailedMigration: &rails.Migration{Version: long, Name: long, Action: "migrating"},
+		Started: time.Unix(1, 0)}
+	for name, m := range map[string]*slack.WebhookMessage{
+		"result": BuildMessage(r, Options{}), "running": buildRunningMessage(r, Options{}), "finished notice": buildFinishedNotice(r),
+	} {
+		if len(m.Text) > MaxText || !utf8.ValidString(m.Text) {
+			t.Errorf("%s: text has %d bytes", name, len(m.Text))
+		}
+		lines := strings.Split(m.Text, "\n")
+		if len(lines[0]) > maxHeadline {
+			t.Errorf("%s: headline has %d bytes", name, len(lines[0]))
+		}
+		for _, f := range m.Attachments[0].Fields {
+			if len(f.Value) > maxMigFields || strings.ContainsAny(f.Value, "<>") {
+				t.Errorf("%s: field %s: %d bytes or unescaped: %.80q", name, f.Title, len(f.Value), f.Value)
+			}
+		}
+		if len(m.Attachments[0].Fallback) > maxField {
+			t.Errorf("%s: fallback has %d bytes", name, len(m.Attachments[0].Fallback))
+		}
+	}
+	if m := BuildMessage(r, Options{}); !strings.Contains(m.Text, "|x.example>\n```") {
+		t.Errorf("the link is left out:\n%.1000s", m.Text)
+	}
+}
+
 func TestOptionsInMessage(t *testing.T) {
 	m := BuildMessage(results["success"], Options{Channel: "#ops", Username: "migrun", IconEmoji: ":rocket:"})
 	if m.Channel != "#ops" || m.Username != "migrun" || m.IconEmoji != ":rocket:" {
@@ -193,10 +215,12 @@ func TestOptionsInMessage(t *testing.T) {
 
 func FuzzBuildMessage(f *testing.F) {
 	for _, s := range []string{"", "```", "<!channel> & <http://x|y>", "\xff\x00", strings.Repeat("`", 50), "== 1 A: migrated (1s) ==", "a\r\n\x1b[1mb\x1b[0m"} {
-		f.Add(s, "production", "lock not acquired in 30m0s")
+		f.Add(s, "production", "lock not acquired in 30m0s", "https://argocd.example.com/a?b=c&d=<e>|f")
 	}
-	f.Fuzz(func(t *testing.T, output, env, errText string) {
-		m := BuildMessage(report.Result{Outcome: report.Failed, ExitCode: 1, Environment: env, Output: output, Err: errText, Host: env}, Options{})
+	f.Fuzz(func(t *testing.T, output, env, errText, link string) {
+		r := report.Result{Outcome: report.Failed, ExitCode: 1, Environment: env, Output: output, Err: errText, Host: env, Link: link,
+			FailedMigration: &rails.Migration{Version: "1", Name: env}, Pending: []string{env, errText}, Started: time.Unix(1, 0)}
+		m := BuildMessage(r, Options{})
 		body, err := json.Marshal(m)
 		if err != nil || !json.Valid(body) {
 			t.Fatalf("invalid JSON: %v", err)
@@ -204,17 +228,56 @@ func FuzzBuildMessage(f *testing.F) {
 		if len(m.Text) > MaxText {
 			t.Fatalf("text has %d bytes", len(m.Text))
 		}
-		if !strings.HasPrefix(m.Text, "DB migration result\n*environment*: ") || !utf8.ValidString(m.Text) {
+		if !strings.HasPrefix(m.Text, "DB migration failed") || !strings.Contains(m.Text, "\nDB migration result: failed (exit 1) at 1 ") || !utf8.ValidString(m.Text) {
 			t.Fatalf("text: %q", m.Text)
 		}
 		shown := block(t, m.Text)
-		if c := clean(output); strings.TrimSpace(c) != "" && cost(c) <= outputBudget && shown != c {
+		if c := report.CleanOutput(output); strings.TrimSpace(c) != "" && cost(c) <= outputBudget && shown != c {
 			t.Fatalf("shown %q, want %q", shown, c)
 		}
+		assertNoMarkup(t, m.Text[:strings.Index(m.Text, "```")], 1)
 		for _, f := range m.Attachments[0].Fields {
 			if strings.ContainsAny(f.Value, "<>") || !utf8.ValidString(f.Value) {
 				t.Fatalf("field %s: %q", f.Title, f.Value)
 			}
 		}
+		running := buildRunningMessage(r, Options{})
+		if !utf8.ValidString(running.Text) || len(running.Text) > MaxText {
+			t.Fatalf("running text: %q", running.Text)
+		}
+		assertNoMarkup(t, running.Text, 2) // the date and the link
+		for _, f := range running.Attachments[0].Fields {
+			if strings.ContainsAny(f.Value, "<>") || !utf8.ValidString(f.Value) {
+				t.Fatalf("running field %s: %q", f.Title, f.Value)
+			}
+		}
 	})
+}
+
+// assertNoMarkup: text holds at most max Slack constructs (<...>), each one
+// migrun made (a date or an http(s) link whose target ends at the |), and
+// no other < or >.
+func assertNoMarkup(t *testing.T, text string, max int) {
+	t.Helper()
+	n := 0
+	for rest := text; ; {
+		i := strings.IndexAny(rest, "<>")
+		if i < 0 {
+			break
+		}
+		j := strings.IndexByte(rest[i:], '>')
+		if rest[i] == '>' || j < 0 {
+			t.Fatalf("a stray < or > in %q", text)
+		}
+		c := rest[i+1 : i+j]
+		ok := strings.HasPrefix(c, "!date^") || (strings.HasPrefix(c, "https://") || strings.HasPrefix(c, "http://")) && strings.Count(c, "|") == 1
+		if !ok || strings.ContainsAny(c, "<\n") {
+			t.Fatalf("construct <%s> in %q", c, text)
+		}
+		n++
+		rest = rest[i+j+1:]
+	}
+	if n > max {
+		t.Fatalf("%d constructs in %q, want at most %d", n, text, max)
+	}
 }

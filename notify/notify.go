@@ -1,23 +1,20 @@
-// Package notify tells a Slack channel how a migration went.
+// Package notify tells people how a migration went: a Slack channel (by
+// incoming webhook or bot token), and any other receiver through a
+// generic webhook that gets the result as a versioned JSON document.
 //
 // Delivery is bounded and never in the way: every attempt has a timeout,
-// retries stop at a total bound, and errors and logs never contain the
-// webhook URL or the bot token, both of which are secrets.
+// retries stop at a total bound, and errors and logs never contain a
+// webhook URL or the bot token, which are secrets.
 package notify
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
-	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -34,12 +31,6 @@ const (
 	DefaultAttemptTimeout = 10 * time.Second
 )
 
-// Backoff between attempts when Slack did not say how long to wait.
-const (
-	firstBackoff = 500 * time.Millisecond
-	maxBackoff   = 5 * time.Second
-)
-
 // Options configure where and how messages are posted. Surrounding
 // whitespace in WebhookURL and BotToken (a trailing newline in a mounted
 // Secret) is ignored.
@@ -51,7 +42,7 @@ type Options struct {
 	IconEmoji  string // default DefaultIconEmoji
 	APIURL     string // Slack's Web API base for BotToken, for tests; default slack.APIURL
 
-	Timeout        time.Duration // bound on all attempts together; default DefaultTimeout
+	Timeout        time.Duration // bound on all attempts of one call together; default DefaultTimeout
 	AttemptTimeout time.Duration // bound on each attempt; default DefaultAttemptTimeout
 	HTTPClient     *http.Client  // default: one that does not follow redirects
 	Logger         *slog.Logger  // retries are logged here; default slog.Default()
@@ -87,21 +78,6 @@ func (o Options) Validate() error {
 	return nil
 }
 
-// badHTTPURL says what is wrong with an absolute http(s) URL, in words
-// that do not quote it: url.Parse's errors contain the whole URL.
-func badHTTPURL(s string) string {
-	u, err := url.Parse(s)
-	switch {
-	case err != nil:
-		return "it does not parse"
-	case u.Scheme != "https" && u.Scheme != "http":
-		return "it must start with https://"
-	case u.Host == "":
-		return "it has no host"
-	}
-	return ""
-}
-
 func (o Options) withDefaults() Options {
 	o.WebhookURL = strings.TrimSpace(o.WebhookURL)
 	o.BotToken = strings.TrimSpace(o.BotToken)
@@ -121,11 +97,7 @@ func (o Options) withDefaults() Options {
 		o.AttemptTimeout = DefaultAttemptTimeout
 	}
 	if o.HTTPClient == nil {
-		// A redirect would carry the webhook URL along in Referer; a
-		// webhook that redirects is a configuration error anyway.
-		o.HTTPClient = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error {
-			return http.ErrUseLastResponse
-		}}
+		o.HTTPClient = noRedirects()
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -133,11 +105,10 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// Notifier posts results to Slack.
+// Notifier posts to Slack.
 type Notifier struct {
-	opts   Options
-	secret *strings.Replacer
-	post   func(ctx context.Context, msg *slack.WebhookMessage) error
+	opts Options
+	sender
 }
 
 // New returns a Notifier for valid, enabled options.
@@ -148,206 +119,169 @@ func New(o Options) (*Notifier, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
-	n := &Notifier{opts: o.withDefaults(), secret: secretScrubber(o)}
-	if n.opts.WebhookURL != "" {
-		n.post = n.postWebhook
-	} else {
-		n.post = n.postChat
-	}
-	return n, nil
+	o = o.withDefaults()
+	return &Notifier{opts: o, sender: sender{
+		what:           "slack notification",
+		timeout:        o.Timeout,
+		attemptTimeout: o.AttemptTimeout,
+		client:         o.HTTPClient,
+		log:            o.Logger,
+		secret:         secretScrubber(append(urlSecrets(o.WebhookURL), o.BotToken)...),
+	}}, nil
 }
 
-// secretScrubber replaces the webhook URL, its path and query (the secret
-// part of a webhook), and the token with "[redacted]". Errors are built not
-// to contain them; this is the second line of defence.
-func secretScrubber(o Options) *strings.Replacer {
-	var secrets []string
-	add := func(s string) {
-		if len(s) > 1 { // never "/" or "": that would redact every slash
-			secrets = append(secrets, s)
-		}
-	}
-	for _, hook := range []string{o.WebhookURL, strings.TrimSpace(o.WebhookURL)} {
-		add(hook)
-		if u, err := url.Parse(strings.TrimSpace(hook)); err == nil {
-			add(u.EscapedPath())
-			add(u.Path)
-			add(u.RawQuery)
-		}
-	}
-	add(o.BotToken)
-	add(strings.TrimSpace(o.BotToken))
-	// Longest first: the replacer tries them in order, and the URL must go
-	// whole, not as a host around a redacted path.
-	slices.SortFunc(secrets, func(a, b string) int { return len(b) - len(a) })
-	var pairs []string
-	for _, s := range secrets {
-		pairs = append(pairs, s, "[redacted]")
-	}
-	return strings.NewReplacer(pairs...)
+// Posted is a running notice Slack has: Finished completes it.
+type Posted struct {
+	// channel and ts identify the message, from chat.postMessage's answer;
+	// empty when it went through a webhook, which says neither.
+	channel, ts string
 }
 
-// scrubbedError is what Notify returns: its text has no secret in it.
-// Unwrap gives the cause (built without the secrets too), for errors.Is.
-type scrubbedError struct {
-	msg string
-	err error
-}
-
-func (e *scrubbedError) Error() string { return e.msg }
-func (e *scrubbedError) Unwrap() error { return e.err }
-
-func (n *Notifier) scrub(err error) error {
-	if err == nil {
-		return nil
-	}
-	var done *scrubbedError
-	if errors.As(err, &done) {
-		return err
-	}
-	return &scrubbedError{msg: n.secret.Replace(err.Error()), err: err}
-}
-
-// Notify posts r. Network errors, timeouts, 5xx and 429 are retried with
-// backoff, or after the Retry-After Slack asked for, as long as the next
-// attempt can start within the total timeout. Retries are logged; the
-// final error is for the caller to log. The run's result never depends on it.
+// Notify posts r on its own: Finished(ctx, r, nil).
 func (n *Notifier) Notify(ctx context.Context, r report.Result) error {
+	return n.Finished(ctx, r, nil)
+}
+
+// Running posts the notice that a migration is running: where (the
+// environment, app, revision, host and namespace of r), since when (the
+// start of r's last attempt, else r.Started) and what is pending
+// (r.Pending), with r.Link. Pass what it returns to Finished. The run's
+// result never depends on it.
+func (n *Notifier) Running(ctx context.Context, r report.Result) (*Posted, error) {
+	msg := buildRunningMessage(r, n.opts)
+	if n.opts.WebhookURL != "" {
+		if err := n.send(ctx, func(ctx context.Context) error { return n.postWebhook(ctx, msg) }); err != nil {
+			return nil, err
+		}
+		return &Posted{}, nil
+	}
+	var posted *Posted
+	err := n.send(ctx, func(ctx context.Context) error {
+		var err error
+		posted, err = n.postChat(ctx, n.opts.Channel, msg)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return posted, nil
+}
+
+// Finished posts the result r. With running, the notice Running posted:
+//
+//   - through a webhook, the result is a second message (a webhook can
+//     neither edit nor thread);
+//   - with a bot token, the result is a reply in the notice's thread,
+//     broadcast to the channel, and the notice is then edited to say how
+//     the run ended.
+//
+// A reply rather than only an edit: Slack notifies nobody of an edit, and
+// a result that arrives an hour after its notice, a failure above all,
+// must reach phones and unread counts. The edit keeps the channel from
+// showing a migration as running after it ended; it is best-effort. Slack
+// posts the reply unthreaded if the notice was deleted.
+//
+// Once a notice is posted, post its result whatever the notification
+// policy, or the channel shows it running for ever. Everything shares one
+// bound, Options.Timeout, the reply first.
+func (n *Notifier) Finished(ctx context.Context, r report.Result, running *Posted) error {
 	msg := BuildMessage(r, n.opts) // before the clock starts: the bound is for Slack
-	start := time.Now()
+	if n.opts.WebhookURL != "" {
+		return n.send(ctx, func(ctx context.Context) error { return n.postWebhook(ctx, msg) })
+	}
+	if running == nil || running.ts == "" {
+		return n.send(ctx, func(ctx context.Context) error {
+			_, err := n.postChat(ctx, n.opts.Channel, msg)
+			return err
+		})
+	}
 	ctx, cancel := context.WithTimeout(ctx, n.opts.Timeout)
 	defer cancel()
-	backoff := firstBackoff
-	for attempt := 1; ; attempt++ {
-		actx, acancel := context.WithTimeout(ctx, n.opts.AttemptTimeout)
-		err := n.post(actx, msg)
-		acancel()
-		if err == nil {
-			return nil
-		}
-		var retry *retryable
-		if !errors.As(err, &retry) {
-			return n.scrub(err)
-		}
-		giveUp := func(why string) error {
-			return n.scrub(fmt.Errorf("%w (gave up after %s in %s: %s)",
-				retry.err, attempts(attempt), time.Since(start).Round(time.Millisecond), why))
-		}
-		if err := ctx.Err(); err != nil {
-			if errors.Is(err, context.DeadlineExceeded) {
-				return giveUp(fmt.Sprintf("out of the %s bound", n.opts.Timeout))
-			}
-			return giveUp("cancelled")
-		}
-		wait := retry.after
-		if wait <= 0 {
-			wait = jitter(backoff)
-			backoff = min(backoff*2, maxBackoff)
-		}
-		if deadline, _ := ctx.Deadline(); time.Until(deadline) <= wait {
-			return giveUp(fmt.Sprintf("the next attempt, in %s, would be past the %s bound", wait.Round(time.Millisecond), n.opts.Timeout))
-		}
-		n.opts.Logger.Warn("slack notification attempt failed; retrying",
-			"attempt", attempt, "retry_in", wait.Round(time.Millisecond).String(), "err", n.scrub(retry.err))
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return giveUp("cancelled")
-		case <-t.C:
-		}
+	if running.channel == "" { // Slack always answers it; just in case
+		running = &Posted{channel: n.opts.Channel, ts: running.ts}
 	}
-}
-
-func attempts(n int) string {
-	if n == 1 {
-		return "1 attempt"
+	replyErr := n.send(ctx, func(ctx context.Context) error {
+		_, err := n.postChat(ctx, running.channel, msg, slack.MsgOptionTS(running.ts), slack.MsgOptionBroadcast())
+		return err
+	})
+	update := buildFinishedNotice(r)
+	updateErr := n.send(ctx, func(ctx context.Context) error { return n.updateChat(ctx, running, update) })
+	switch {
+	case replyErr != nil && updateErr != nil:
+		return n.scrub(fmt.Errorf("%w; updating the running notice failed too: %v", replyErr, updateErr))
+	case replyErr != nil:
+		return replyErr
+	case updateErr != nil:
+		return n.scrub(fmt.Errorf("the result was posted, but updating the running notice failed: %w", updateErr))
 	}
-	return strconv.Itoa(n) + " attempts"
+	return nil
 }
 
-// jitter spreads d by ±20%, so Pods that failed together retry apart.
-func jitter(d time.Duration) time.Duration {
-	return d*4/5 + rand.N(d*2/5+1)
-}
-
-// retryable marks a failure worth another attempt.
-type retryable struct {
-	err   error
-	after time.Duration // what Retry-After asked for, if anything
-}
-
-func (e *retryable) Error() string { return e.err.Error() }
-func (e *retryable) Unwrap() error { return e.err }
-
-// postWebhook posts the message itself rather than through slack-go's
-// PostWebhook, whose errors carry the webhook URL and which cannot read a
-// Retry-After date. The JSON is slack-go's WebhookMessage all the same.
+// postWebhook posts the message through the incoming webhook. The JSON is
+// slack-go's WebhookMessage.
 func (n *Notifier) postWebhook(ctx context.Context, msg *slack.WebhookMessage) error {
 	body, err := json.Marshal(msg)
 	if err != nil {
 		return fmt.Errorf("encode slack message: %w", err)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, n.opts.WebhookURL, bytes.NewReader(body))
-	if err != nil {
-		return errors.New("build slack webhook request: malformed webhook URL")
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := n.opts.HTTPClient.Do(req)
-	if err != nil {
-		return &retryable{err: fmt.Errorf("post to slack webhook: %w", withoutURL(err))}
-	}
-	defer resp.Body.Close()
-	// Slack answers errors with a word such as "invalid_payload"; read a
-	// little of it, and drain a little more so the connection can be reused.
-	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-		return nil
-	}
-	err = fmt.Errorf("slack webhook answered %s", resp.Status)
-	if s := oneLine(clean(string(snippet))); s != "" {
-		err = fmt.Errorf("slack webhook answered %s: %q", resp.Status, s)
-	}
-	if transientStatus(resp.StatusCode) {
-		return &retryable{err: err, after: retryAfter(resp.Header.Get("Retry-After"), time.Now())}
-	}
-	return err
+	return n.postJSON(ctx, "slack webhook", n.opts.WebhookURL, body)
 }
 
-// transientStatus reports whether an HTTP status is worth another attempt.
-func transientStatus(code int) bool {
-	return code == http.StatusTooManyRequests || code == http.StatusRequestTimeout || code >= 500
-}
-
-// postChat posts with a bot token through chat.postMessage.
-func (n *Notifier) postChat(ctx context.Context, msg *slack.WebhookMessage) error {
-	// slack-go turns a Retry-After date into a number-parse error: note the
-	// answer on the way through and classify it here.
+// api is a Slack Web API client for one attempt, noting each answer's
+// status and Retry-After on the way through.
+func (n *Notifier) api() (*slack.Client, *recordingClient) {
 	rec := &recordingClient{client: n.opts.HTTPClient}
 	opts := []slack.Option{slack.OptionHTTPClient(rec)}
 	if n.opts.APIURL != "" {
 		opts = append(opts, slack.OptionAPIURL(n.opts.APIURL))
 	}
-	api := slack.New(n.opts.BotToken, opts...)
-	_, _, err := api.PostMessageContext(ctx, n.opts.Channel,
+	return slack.New(n.opts.BotToken, opts...), rec
+}
+
+// postChat posts msg with the bot token through chat.postMessage to
+// channel, with any extra options (a thread), and returns where it went.
+func (n *Notifier) postChat(ctx context.Context, channel string, msg *slack.WebhookMessage, extra ...slack.MsgOption) (*Posted, error) {
+	api, rec := n.api()
+	opts := append([]slack.MsgOption{
 		slack.MsgOptionText(msg.Text, false),
 		slack.MsgOptionAttachments(msg.Attachments...),
 		slack.MsgOptionUsername(msg.Username),
 		slack.MsgOptionIconEmoji(msg.IconEmoji),
-	)
-	if err == nil {
-		return nil
+	}, extra...)
+	channelID, ts, err := api.PostMessageContext(ctx, channel, opts...)
+	if err != nil {
+		return nil, chatError("chat.postMessage", err, rec)
 	}
+	return &Posted{channel: channelID, ts: ts}, nil
+}
+
+// updateChat replaces the text and attachments of a posted message
+// (chat.update; the channel must be the ID chat.postMessage answered).
+func (n *Notifier) updateChat(ctx context.Context, p *Posted, msg *slack.WebhookMessage) error {
+	api, rec := n.api()
+	_, _, _, err := api.UpdateMessageContext(ctx, p.channel, p.ts,
+		slack.MsgOptionText(msg.Text, false),
+		slack.MsgOptionAttachments(msg.Attachments...),
+	)
+	if err != nil {
+		return chatError("chat.update", err, rec)
+	}
+	return nil
+}
+
+// chatError classifies a Web API error: retryable or final.
+func chatError(method string, err error, rec *recordingClient) error {
 	var uerr *url.Error
 	noAnswer := errors.As(err, &uerr) // network error or timeout
 	midAnswer := errors.Is(err, context.DeadlineExceeded)
-	err = fmt.Errorf("post to slack chat.postMessage: %w", withoutURL(err))
+	err = fmt.Errorf("post to slack %s: %w", method, withoutURL(err))
 	var answer slack.SlackErrorResponse
 	switch {
 	case noAnswer || midAnswer:
 		return &retryable{err: err}
 	case transientStatus(rec.status):
+		// slack-go turns a Retry-After date into a number-parse error:
+		// the recorded header is read here instead.
 		return &retryable{err: err, after: retryAfter(rec.retryAfter, time.Now())}
 	case errors.As(err, &answer) && transientAPIError[answer.Err]:
 		return &retryable{err: err}
@@ -355,8 +289,8 @@ func (n *Notifier) postChat(ctx context.Context, msg *slack.WebhookMessage) erro
 	return err
 }
 
-// transientAPIError are the chat.postMessage errors Slack documents as
-// worth trying again.
+// transientAPIError are the Web API errors Slack documents as worth trying
+// again.
 var transientAPIError = map[string]bool{
 	"internal_error":      true,
 	"fatal_error":         true,
@@ -378,36 +312,4 @@ func (c *recordingClient) Do(req *http.Request) (*http.Response, error) {
 		c.status, c.retryAfter = resp.StatusCode, resp.Header.Get("Retry-After")
 	}
 	return resp, err
-}
-
-// withoutURL drops the request URL that net/http puts into its errors.
-func withoutURL(err error) error {
-	var uerr *url.Error
-	if errors.As(err, &uerr) {
-		return uerr.Err
-	}
-	return err
-}
-
-// maxRetryAfter caps what Retry-After can ask for, far beyond any total
-// bound, so a huge number cannot overflow a Duration.
-const maxRetryAfter = 24 * time.Hour
-
-// retryAfter reads a Retry-After header: seconds, or an HTTP date. Zero
-// means none (or nonsense): back off as usual.
-func retryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if secs <= 0 {
-			return 0
-		}
-		return min(time.Duration(min(secs, int64(maxRetryAfter/time.Second)))*time.Second, maxRetryAfter)
-	}
-	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return min(t.Sub(now), maxRetryAfter)
-	}
-	return 0
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -45,6 +46,7 @@ type receiver struct {
 	mu        sync.Mutex
 	requests  []request
 	responses []func(w http.ResponseWriter)
+	posts     int // chat.postMessage calls answered ok, for distinct timestamps
 }
 
 func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -60,7 +62,14 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case respond != nil:
 		respond(w)
 	case strings.HasSuffix(r.URL.Path, "chat.postMessage"):
-		_, _ = w.Write([]byte(`{"ok":true,"channel":"C1","ts":"1.2"}`))
+		rc.mu.Lock()
+		rc.posts++
+		ts := fmt.Sprintf("1700000000.%06d", rc.posts)
+		rc.mu.Unlock()
+		_, _ = fmt.Fprintf(w, `{"ok":true,"channel":"C1","ts":%q}`, ts)
+	case strings.HasSuffix(r.URL.Path, "chat.update"):
+		form, _ := url.ParseQuery(string(body))
+		_, _ = fmt.Fprintf(w, `{"ok":true,"channel":%q,"ts":%q,"text":"x"}`, form.Get("channel"), form.Get("ts"))
 	default:
 		_, _ = w.Write([]byte("ok"))
 	}
@@ -134,7 +143,12 @@ var results = map[string]report.Result{
 	"nothing pending": {Outcome: report.Succeeded, Environment: "production", Output: "No DB migration"},
 	"skipped":         {Outcome: report.Skipped, Environment: "production", ExitCode: -1},
 	"failure":         {Outcome: report.Failed, ExitCode: 1, Environment: "production", Output: "rails aborted!\nStandardError: boom"},
-	"signal":          {Outcome: report.Killed, ExitCode: -1, Signal: 15, Environment: "staging", Output: "== 1 A: migrating ==="},
+	"failed migration": {Outcome: report.Failed, ExitCode: 1, Environment: "production", App: "shop", Revision: "v1.2.3", Namespace: "web",
+		Link:            "https://argocd.example.com/applications/shop?revision=v1.2.3&x=1",
+		Output:          "== 20240101000000 CreateUsers: migrated (0.0046s) ===\n== 20240102000000 AddFlag: migrating ===\nrails aborted!\nStandardError: boom",
+		Migrations:      []rails.Migration{{Version: "20240101000000", Name: "CreateUsers", Action: "migrated"}},
+		FailedMigration: &rails.Migration{Version: "20240102000000", Name: "AddFlag", Action: "migrating"}},
+	"signal": {Outcome: report.Killed, ExitCode: -1, Signal: 15, Environment: "staging", Output: "== 1 A: migrating ==="},
 	"lock timeout": {Outcome: report.LockTimeout, ExitCode: -1, Environment: "production",
 		Err: "lock not acquired in 30m0s", Lock: report.Lock{Timeout: 30 * time.Minute}},
 	"lock lost": {Outcome: report.Succeeded, Environment: "production", Output: "ok",
@@ -144,24 +158,40 @@ var results = map[string]report.Result{
 }
 
 // TestNotifyPayload: what arrives is JSON of the incoming webhook's shape,
-// with the configured channel, username and icon, the familiar text and
-// the outcome in words and colour.
+// with the configured channel, username and icon; the text starts with
+// the headline and the result, then the link and the output; the outcome
+// is in words and colour.
 func TestNotifyPayload(t *testing.T) {
 	tests := []struct {
-		result, outcome, color, block string
-		fields                        map[string]string
+		result, head, outcome, color, block string
+		fields                              map[string]string
 	}{
-		{"success", "succeeded", "good", results["success"].Output, map[string]string{
-			"Migrations": "20240101000000 CreateUsers (migrated)", "Duration": "2.345s", "Host": "migrate-abc",
-			"App": "shop", "Revision": "v1.2.3", "Lock wait": "3s"}},
-		{"nothing pending", "succeeded", "good", "No DB migration", map[string]string{"Migrations": "none"}},
-		{"skipped", "skipped (nothing pending)", "good", noOutput, nil},
-		{"failure", "failed (exit 1)", "danger", "rails aborted!\nStandardError: boom", nil},
-		{"signal", "killed by SIGTERM", "danger", "== 1 A: migrating ===", nil},
-		{"lock timeout", "lock not acquired in 30m0s", "warning", noOutput, map[string]string{"Error": "lock not acquired in 30m0s"}},
-		{"lock lost", "succeeded", "warning", "ok", map[string]string{"Lock lost": "connection reset by peer"}},
-		{"unreachable", "database unreachable", "danger", noOutput, map[string]string{"Error": "database unavailable: dial tcp 10.0.0.1:5432: connection refused"}},
-		{"config error", "configuration error", "danger", noOutput, map[string]string{"Error": `invalid MIGRUN_LOCK_TIMEOUT "x"`}},
+		{"success", "DB migration succeeded in production (shop v1.2.3)\nDB migration result: succeeded\n",
+			"succeeded", "good", results["success"].Output, map[string]string{
+				"Migrations": "20240101000000 CreateUsers (migrated)", "Duration": "2.345s", "Host": "migrate-abc",
+				"App": "shop", "Revision": "v1.2.3", "Lock wait": "3s"}},
+		{"nothing pending", "DB migration succeeded in production\nDB migration result: succeeded\n",
+			"succeeded", "good", "No DB migration", map[string]string{"Migrations": "none"}},
+		{"skipped", "DB migration skipped in production: nothing pending\nDB migration result: skipped (nothing pending)\n",
+			"skipped (nothing pending)", "good", noOutput, nil},
+		{"failure", "DB migration failed in production\nDB migration result: failed (exit 1)\n",
+			"failed (exit 1)", "danger", "rails aborted!\nStandardError: boom", nil},
+		{"failed migration", "DB migration failed in production (shop v1.2.3)\n" +
+			"DB migration result: failed (exit 1) at 20240102000000 AddFlag\n" +
+			"<https://argocd.example.com/applications/shop?revision=v1.2.3&amp;x=1|argocd.example.com>\n",
+			"failed (exit 1)", "danger", results["failed migration"].Output, map[string]string{
+				"Migrations": "20240101000000 CreateUsers (migrated)\n20240102000000 AddFlag (failed while migrating)",
+				"Namespace":  "web"}},
+		{"signal", "DB migration killed by SIGTERM in staging\nDB migration result: killed by SIGTERM\n",
+			"killed by SIGTERM", "danger", "== 1 A: migrating ===", nil},
+		{"lock timeout", "DB migration: lock not acquired in 30m in production\nDB migration result: lock not acquired in 30m\n",
+			"lock not acquired in 30m", "warning", noOutput, map[string]string{"Error": "lock not acquired in 30m0s"}},
+		{"lock lost", "DB migration succeeded in production, but the lock was lost while it ran\nDB migration result: succeeded\n",
+			"succeeded", "warning", "ok", map[string]string{"Lock lost": "connection reset by peer"}},
+		{"unreachable", "DB migration: database unreachable in production\nDB migration result: database unreachable\n",
+			"database unreachable", "danger", noOutput, map[string]string{"Error": "database unavailable: dial tcp 10.0.0.1:5432: connection refused"}},
+		{"config error", "DB migration: configuration error in development\nDB migration result: configuration error\n",
+			"configuration error", "danger", noOutput, map[string]string{"Error": `invalid MIGRUN_LOCK_TIMEOUT "x"`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.result, func(t *testing.T) {
@@ -185,7 +215,7 @@ func TestNotifyPayload(t *testing.T) {
 			if m.Channel != "#deploy_channel" || m.Username != "Rails DB Migration" || m.IconEmoji != ":rails:" {
 				t.Errorf("channel %q username %q icon %q", m.Channel, m.Username, m.IconEmoji)
 			}
-			want := "DB migration result\n*environment*: " + r.Environment + "\n```\n" + escape(tt.block) + "\n```"
+			want := tt.head + "```\n" + escape(tt.block) + "\n```"
 			if m.Text != want {
 				t.Errorf("text\n%s\nwant\n%s", m.Text, want)
 			}
@@ -196,8 +226,8 @@ func TestNotifyPayload(t *testing.T) {
 			if a.Color != tt.color || a.Fields[0].Title != "Outcome" || a.Fields[0].Value != tt.outcome {
 				t.Errorf("color %q, first field %+v; want %q, Outcome %q", a.Color, a.Fields[0], tt.color, tt.outcome)
 			}
-			if !strings.Contains(a.Fallback, tt.outcome) {
-				t.Errorf("fallback %q lacks the outcome", a.Fallback)
+			if a.Fallback != escape(r.Headline()) {
+				t.Errorf("fallback %q, want the headline", a.Fallback)
 			}
 			byTitle := map[string]string{}
 			for _, f := range a.Fields {
@@ -489,7 +519,7 @@ func TestBotToken(t *testing.T) {
 				t.Errorf("form token ok %v, channel %q, username %q, icon %q",
 					form.Get("token") == token, form.Get("channel"), form.Get("username"), form.Get("icon_emoji"))
 			}
-			if !strings.HasPrefix(form.Get("text"), "DB migration result\n*environment*: production\n```\n") {
+			if !strings.HasPrefix(form.Get("text"), "DB migration failed in production\nDB migration result: failed (exit 1)\n```\n") {
 				t.Errorf("text %q", form.Get("text"))
 			}
 			var attachments []slack.Attachment
@@ -567,7 +597,7 @@ func TestRetryAfter(t *testing.T) {
 
 func TestScrubber(t *testing.T) {
 	hook := "https://hooks.slack.com/services/T000/B000/SECRETxyz123?x=SECRETq"
-	s := secretScrubber(Options{WebhookURL: hook + "\n", BotToken: token})
+	s := secretScrubber(append(urlSecrets(hook+"\n"), token)...)
 	in := "a " + hook + " b /services/T000/B000/SECRETxyz123 c x=SECRETq d " + token + " e https://hooks.slack.com/ f"
 	got := s.Replace(in)
 	want := "a [redacted] b [redacted] c [redacted] d [redacted] e https://hooks.slack.com/ f"
@@ -575,7 +605,7 @@ func TestScrubber(t *testing.T) {
 		t.Errorf("scrubbed\n%s\nwant\n%s", got, want)
 	}
 	// A webhook without a path must not redact every slash.
-	if got := secretScrubber(Options{WebhookURL: "https://example.com/"}).Replace("a/b"); got != "a/b" {
+	if got := secretScrubber(urlSecrets("https://example.com/")...).Replace("a/b"); got != "a/b" {
 		t.Errorf("scrubbed %q", got)
 	}
 }

@@ -47,3 +47,12 @@ func (p Policy) Wants(r report.Result) bool {
 	}
 	return false
 }
+
+// WantsRunning reports whether a notice that a migration is running is to
+// be posted under the policy: with always and changes (a migration that
+// runs long is applying something), not with failures (it has not failed)
+// or never. Once a notice is posted, its result is posted whatever the
+// policy says of it: see Notifier.Finished.
+func (p Policy) WantsRunning() bool {
+	return p == Always || p == Changes
+}

@@ -9,6 +9,7 @@ package rails
 
 import (
 	"bufio"
+	"math"
 	"regexp"
 	"strconv"
 	"strings"
@@ -17,17 +18,41 @@ import (
 
 // Migration is one migration Rails reported.
 type Migration struct {
-	Version  string        // e.g. "20240101000000"
-	Name     string        // e.g. "CreateUsers"
-	Action   string        // "migrated" or "reverted"
-	Duration time.Duration // as Rails reported it
+	Version string // e.g. "20240101000000"
+	Name    string // e.g. "CreateUsers"
+	// Action is "migrated" or "reverted" for a finished migration; for an
+	// unfinished one "migrating" or "reverting", or "" when only the
+	// backtrace named it.
+	Action   string
+	Duration time.Duration // as Rails reported it; zero for an unfinished one
 }
 
-// doneLine matches the line ActiveRecord::Migration#announce prints when a
-// migration has finished, e.g.
+// ActiveRecord::Migration#announce writes "== <version> <name>: <message> "
+// padded with "=" to 79 columns (no padding past 75 characters of text):
 //
+//	== 20240101000000 CreateUsers: migrating ======================================
 //	== 20240101000000 CreateUsers: migrated (0.0046s) =============================
-var doneLine = regexp.MustCompile(`^==\s+(\d+)\s+(\S+):\s+(migrated|reverted)\s+\((\d+(?:\.\d+)?)s\)\s*=*\s*$`)
+//
+// and "reverting" / "reverted (…s)" on the way down. A migration that fails
+// prints its "migrating" line and never its "migrated" one.
+var (
+	doneLine  = regexp.MustCompile(`^==\s+(\d+)\s+(\S+):\s+(migrated|reverted)\s+\((\d+(?:\.\d+)?)s\)\s*=*\s*$`)
+	startLine = regexp.MustCompile(`^==\s+(\d+)\s+(\S+):\s+(migrating|reverting)\s*=*\s*$`)
+)
+
+// gapLine is the line migrun's bounded capture (runner) puts where it left
+// bytes out. Whatever Rails printed there is unknown: a migration begun
+// before the gap may have finished inside it.
+var gapLine = regexp.MustCompile(`^\[\.\.\. migrun: \d+ bytes omitted \.\.\.\]$`)
+
+// backtraceLine is a frame of Rake's backtrace in a migration file, e.g.
+//
+//	/app/db/migrate/20240301000000_explode.rb:4:in `up'
+//
+// (Ruby 3.4 quotes 'Explode#up' instead). Rake prints the app's frames of
+// the failed task to stderr; the one migration file among them is the
+// migration that raised.
+var backtraceLine = regexp.MustCompile(`^\s*(?:from\s+)?\S*db/migrate/(?:\S*/)?([0-9]+)_([_a-z0-9]+)\.rb:\d+:in `)
 
 // maxSeconds keeps a reported duration within time.Duration's range.
 const maxSeconds = float64(1<<63-1) / float64(time.Second)
@@ -36,24 +61,87 @@ const maxSeconds = float64(1<<63-1) / float64(time.Second)
 // reverted, in the order they were printed. Lines that merely look alike
 // (migrating, a failed migration's header) are not counted.
 func ParseMigrations(output string) []Migration {
-	var found []Migration
+	done, _ := ParseRun(output)
+	return done
+}
+
+// ParseRun reads the output of a migration command: done are the
+// migrations it reports as migrated or reverted, in the order printed (as
+// ParseMigrations); unfinished is the migration Rails began last and did
+// not report finished — the one that was running when the command failed
+// or was stopped — or nil.
+//
+// The unfinished migration comes from its "migrating" line; when that is
+// not known (VERBOSE=false silences it, or the capture left out the part
+// where it would be), from a backtrace frame in a migration file, which
+// names the migration that raised wherever it appears. A migration begun
+// before a gap in the capture is not reported from its "migrating" line: it
+// may have finished in the gap, and a wrong name is worse than none.
+//
+// For a command that succeeded, unfinished means nothing: ignore it.
+func ParseRun(output string) (done []Migration, unfinished *Migration) {
+	var fromTrace *Migration
 	sc := bufio.NewScanner(strings.NewReader(output))
 	sc.Buffer(make([]byte, 0, 4096), 1<<20)
 	for sc.Scan() {
-		m := doneLine.FindStringSubmatch(strings.TrimRight(sc.Text(), "\r"))
-		if m == nil {
+		line := strings.TrimRight(sc.Text(), "\r")
+		if m := doneLine.FindStringSubmatch(line); m != nil {
+			secs, err := strconv.ParseFloat(m[4], 64)
+			if err != nil || secs >= maxSeconds {
+				secs = 0 // unknown rather than an overflowed Duration
+			}
+			done = append(done, Migration{
+				Version:  m[1],
+				Name:     m[2],
+				Action:   m[3],
+				Duration: time.Duration(math.Round(secs * float64(time.Second))),
+			})
+			if unfinished != nil && unfinished.Version == m[1] {
+				unfinished = nil
+			}
 			continue
 		}
-		secs, err := strconv.ParseFloat(m[4], 64)
-		if err != nil || secs > maxSeconds {
-			secs = 0 // unknown rather than an overflowed Duration
+		if m := startLine.FindStringSubmatch(line); m != nil {
+			unfinished = &Migration{Version: m[1], Name: m[2], Action: m[3]}
+			continue
 		}
-		found = append(found, Migration{
-			Version:  m[1],
-			Name:     m[2],
-			Action:   m[3],
-			Duration: time.Duration(secs * float64(time.Second)),
-		})
+		if gapLine.MatchString(line) {
+			unfinished = nil
+			continue
+		}
+		if m := backtraceLine.FindStringSubmatch(line); m != nil && fromTrace == nil {
+			fromTrace = &Migration{Version: m[1], Name: camelize(m[2])}
+		}
 	}
-	return found
+	// A scan stopped by a line past the buffer leaves the rest unread:
+	// whatever was open may have finished there.
+	if sc.Err() != nil {
+		return done, nil
+	}
+	if unfinished == nil && fromTrace != nil && !finished(done, fromTrace.Version) {
+		unfinished = fromTrace
+	}
+	return done, unfinished
+}
+
+func finished(done []Migration, version string) bool {
+	for _, m := range done {
+		if m.Version == version {
+			return true
+		}
+	}
+	return false
+}
+
+// camelize turns a migration file's name into its class name the way
+// Rails does without custom inflections ("add_api_key" → "AddApiKey";
+// an app with an "API" acronym names the class AddAPIKey).
+func camelize(snake string) string {
+	var b strings.Builder
+	for _, word := range strings.Split(snake, "_") {
+		if word != "" {
+			b.WriteString(strings.ToUpper(word[:1]) + word[1:])
+		}
+	}
+	return b.String()
 }

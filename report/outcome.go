@@ -2,7 +2,9 @@ package report
 
 import (
 	"fmt"
+	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -48,6 +50,17 @@ const (
 	Warning                 // no harm done, but someone should look (lock timeout, lock lost after success)
 	Failure                 // the migration failed or could not run
 )
+
+// String is the severity's word in the result document: ok, warning, failure.
+func (s Severity) String() string {
+	switch s {
+	case OK:
+		return "ok"
+	case Warning:
+		return "warning"
+	}
+	return "failure"
+}
 
 // outcomeInfo is what an outcome means. status -1: the command's own.
 type outcomeInfo struct {
@@ -118,7 +131,7 @@ func (r Result) Describe() string {
 	case Skipped:
 		return "skipped (nothing pending)"
 	case LockTimeout:
-		return "lock not acquired in " + r.Lock.Timeout.String()
+		return "lock not acquired in " + shortDuration(r.Lock.Timeout)
 	case LockLost:
 		return "lock lost; command stopped"
 	case Unreachable:
@@ -135,8 +148,22 @@ func (r Result) Describe() string {
 		return "migrations still pending"
 	case Current:
 		return "no migration pending"
+	case "":
+		return "unknown outcome"
 	}
 	return string(r.Outcome)
+}
+
+// shortDuration writes d without trailing zero units: 30m, 1h30m, 1m30s.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 // SignalName names signal n, e.g. "SIGTERM".

@@ -1,6 +1,7 @@
 // Package report defines the result of one migrun run: the value every
-// notifier receives and the summary written to the termination log, and the
-// one table that turns how a run ended into an exit status and a severity.
+// notifier receives; its headline, the summary written to the termination
+// log and the versioned JSON document for other receivers; and the one
+// table that turns how a run ended into an exit status and a severity.
 package report
 
 import (
@@ -18,18 +19,42 @@ type Result struct {
 	Err         string // one line saying what went wrong before or around the command, already redacted
 	Environment string // e.g. "production"
 	Host        string // hostname or Pod name
+	Namespace   string // the Kubernetes namespace, when the Downward API provides it
 	App         string
 	Revision    string
+	// Link is where to look further (Argo CD, logs): the expanded
+	// LinkTemplate, or "".
+	Link string
 
 	Started  time.Time
 	Duration time.Duration // the whole run
 	// Output is the command's captured output, bounded and redacted; when the
 	// command printed nothing but whitespace it is the configured empty text.
 	Output     string
-	Omitted    int64 // output bytes left out of Output
-	Migrations []rails.Migration
+	Omitted    int64             // output bytes left out of Output
+	Migrations []rails.Migration // the migrations that finished, in order
+	// FailedMigration is the migration that was running when the command
+	// failed or was stopped (rails.ParseRun's unfinished one); nil when
+	// unknown or when the command succeeded.
+	FailedMigration *rails.Migration
+	// Pending is what was pending when the command started, as the caller
+	// names it (versions, file or class names); empty when unknown. The
+	// running notice shows it.
+	Pending []string
 
 	Lock Lock
+	// Attempts are the runs of the command, in order; empty when it never
+	// started. Today there is at most one.
+	Attempts []Attempt
+}
+
+// Attempt is one run of the command.
+type Attempt struct {
+	Started  time.Time
+	Duration time.Duration // zero while it runs
+	ExitCode int           // -1 when it did not exit by itself
+	Signal   int           // the signal that ended it, 0 if none
+	Reason   string        // how it ended, in words, e.g. Result.Describe(); "" while it runs
 }
 
 // Lock is what happened to the lock during the run.

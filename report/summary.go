@@ -4,17 +4,20 @@ import (
 	"fmt"
 	"strings"
 	"time"
-	"unicode/utf8"
+
+	"github.com/migrun/migrun/rails"
 )
 
 // MaxSummary is the most the kubelet reads from a termination log.
 const MaxSummary = 4096
 
-// Summary is the short text written to the termination log: how the run
-// ended, the migrations applied and as much of the output's tail as fits in
-// MaxSummary bytes, so `kubectl describe pod` shows it after the logs are gone.
+// Summary is the short text written to the termination log: the headline,
+// how the run ended, the migrations applied and the one that failed, and
+// as much of the output's tail as fits in MaxSummary bytes, so `kubectl
+// describe pod` shows it after the logs are gone.
 func (r Result) Summary() string {
 	var b strings.Builder
+	b.WriteString(r.Headline() + "\n")
 	fmt.Fprintf(&b, "migrun: %s, exit status %d, in %s\n", r.Describe(), r.ExitStatus(), r.Duration.Round(time.Millisecond))
 	if r.Err != "" {
 		fmt.Fprintf(&b, "error: %s\n", r.Err)
@@ -32,6 +35,12 @@ func (r Result) Summary() string {
 		}
 		b.WriteString("\n")
 	}
+	if m := r.FailedMigration; m != nil {
+		fmt.Fprintf(&b, "failed migration: %s\n", migrationWhile(*m))
+	}
+	if r.Link != "" {
+		fmt.Fprintf(&b, "link: %s\n", r.Link)
+	}
 	head := b.String()
 	if len(head) > MaxSummary {
 		return truncateUTF8(head, MaxSummary)
@@ -47,25 +56,12 @@ func (r Result) Summary() string {
 	return head + label + tailUTF8(r.Output, room)
 }
 
-// truncateUTF8 cuts s to at most n bytes without splitting a character.
-func truncateUTF8(s string, n int) string {
-	if len(s) <= n {
-		return s
+// migrationWhile names a migration that did not finish, and what it was
+// doing when known: "20240102000000 AddFlag (while migrating)".
+func migrationWhile(m rails.Migration) string {
+	s := m.Version + " " + m.Name
+	if m.Action != "" {
+		s += " (while " + m.Action + ")"
 	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
-}
-
-// tailUTF8 keeps the last n bytes of s without splitting a character.
-func tailUTF8(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	i := len(s) - n
-	for i < len(s) && !utf8.RuneStart(s[i]) {
-		i++
-	}
-	return s[i:]
+	return s
 }

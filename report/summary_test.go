@@ -19,7 +19,7 @@ func TestDescribe(t *testing.T) {
 		{Result{Outcome: Killed, Signal: 15}, "killed by SIGTERM"},
 		{Result{Outcome: Stopped, Signal: 2}, "stopped by SIGINT before the command ran"},
 		{Result{Outcome: LockLost}, "lock lost; command stopped"},
-		{Result{Outcome: LockTimeout, Lock: Lock{Timeout: 30 * time.Minute}}, "lock not acquired in 30m0s"},
+		{Result{Outcome: LockTimeout, Lock: Lock{Timeout: 30 * time.Minute}}, "lock not acquired in 30m"},
 		{Result{Outcome: Unreachable}, "database unreachable"},
 		{Result{Outcome: Skipped}, "skipped (nothing pending)"},
 		{Result{Outcome: ConfigError}, "configuration error"},
@@ -34,14 +34,19 @@ func TestDescribe(t *testing.T) {
 func TestSummary(t *testing.T) {
 	base := Result{
 		Outcome: Failed, ExitCode: 1, Duration: 1500 * time.Millisecond,
-		Migrations: []rails.Migration{{Version: "20240101000000", Name: "CreateUsers", Action: "migrated"}},
+		Migrations:      []rails.Migration{{Version: "20240101000000", Name: "CreateUsers", Action: "migrated"}},
+		FailedMigration: &rails.Migration{Version: "20240102000000", Name: "AddFlag", Action: "migrating"},
+		Environment:     "production", App: "shop", Revision: "v1", Link: "https://argocd.example.com/applications/shop",
 	}
 	tests := []struct {
 		name     string
 		output   string
 		contains []string
 	}{
-		{name: "short output kept whole", output: "rails aborted!\nboom\n", contains: []string{"failed (exit 1)", "exit status 1", "20240101000000 CreateUsers migrated", "rails aborted!\nboom\n"}},
+		{name: "short output kept whole", output: "rails aborted!\nboom\n", contains: []string{
+			"DB migration failed in production (shop v1)\nmigrun: failed (exit 1), exit status 1, in 1.5s\n",
+			"migrations: 20240101000000 CreateUsers migrated;\nfailed migration: 20240102000000 AddFlag (while migrating)\n",
+			"link: https://argocd.example.com/applications/shop\n", "rails aborted!\nboom\n"}},
 		{name: "long output keeps its tail", output: strings.Repeat("a", 10000) + "THE END", contains: []string{"THE END", "output (tail):"}},
 		{name: "multibyte output is not split", output: strings.Repeat("é", 5000), contains: []string{"é"}},
 	}
@@ -50,6 +55,9 @@ func TestSummary(t *testing.T) {
 			r := base
 			r.Output = tt.output
 			got := r.Summary()
+			if !strings.HasPrefix(got, r.Headline()+"\n") {
+				t.Errorf("summary does not start with the headline:\n%s", got)
+			}
 			if len(got) > MaxSummary {
 				t.Errorf("summary is %d bytes, want at most %d", len(got), MaxSummary)
 			}
