@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -74,7 +75,7 @@ func TestRailsSlack(t *testing.T) {
 		t.Fatalf("%d messages, want 2 (the changes policy skips the empty run):\n%s", len(msgs), raw)
 	}
 	ok, bad := msgs[0], msgs[1]
-	if !strings.HasPrefix(ok.Text, "DB migration result\n*environment*: production\n```") || !strings.Contains(ok.Text, "CreateUsers: migrated") {
+	if !strings.HasPrefix(ok.Text, "DB migration succeeded in production (shop v1.2.3)\nDB migration result: succeeded\n```") || !strings.Contains(ok.Text, "CreateUsers: migrated") {
 		t.Errorf("success text:\n%s", ok.Text)
 	}
 	if ok.Channel != "#deploy_channel" || ok.Attachments[0].Color != "good" {
@@ -85,6 +86,9 @@ func TestRailsSlack(t *testing.T) {
 	}
 	if bad.Attachments[0].Color != "danger" || bad.Attachments[0].Fields[0].Value != "failed (exit 1)" {
 		t.Errorf("failure message %+v", bad.Attachments)
+	}
+	if !strings.HasPrefix(bad.Text, "DB migration failed in production (shop v1.2.3)\nDB migration result: failed (exit 1) at 20240301000000 Explode") {
+		t.Errorf("the failure's first lines do not say what failed:\n%s", bad.Text)
 	}
 	if !strings.Contains(bad.Text, "kaboom &lt;!channel&gt;") || strings.Count(bad.Text, "```") != 2 {
 		t.Errorf("failure text not escaped:\n%s", bad.Text)
@@ -134,5 +138,45 @@ func TestConfigErrorIsReported(t *testing.T) {
 	}
 	if strings.Contains(raw+res.all(), "DbSecretPw1") || strings.Contains(res.all(), "WebhookSecret0123") {
 		t.Errorf("a secret leaked:\n%s\n%s", raw, res.all())
+	}
+}
+
+// TestRunningNoticeAndWebhook: a command that runs longer than
+// MIGRUN_NOTIFY_RUNNING_AFTER gets a "migration running" message, then its
+// result as a second message (webhook); the generic webhook receives the
+// result document.
+func TestRunningNoticeAndWebhook(t *testing.T) {
+	rc, hook := newSlackReceiver(t)
+	var mu sync.Mutex
+	var docs []map[string]any
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var doc map[string]any
+		if err := json.NewDecoder(r.Body).Decode(&doc); err != nil {
+			t.Errorf("the result webhook got no JSON: %v", err)
+		}
+		mu.Lock()
+		docs = append(docs, doc)
+		mu.Unlock()
+	}))
+	t.Cleanup(receiver.Close)
+	sqlite := "sqlite3:" + filepath.Join(t.TempDir(), "db.sqlite3")
+	res := invocation{env: map[string]string{
+		"DATABASE_URL": sqlite, "SLACK_WEBHOOK_URL": hook, "MIGRUN_WEBHOOK_URL": receiver.URL + "/hook/Secret0123",
+		"MIGRUN_NOTIFY_RUNNING_AFTER": "1s", "MIGRUN_ENVIRONMENT": "production",
+	}, args: []string{"run", "--", "sh", "-c", "echo '== 20240101000000 CreateUsers: migrating ====='; sleep 3; echo '== 20240101000000 CreateUsers: migrated (3.0s) ====='"}}.run(t)
+	if res.status != 0 {
+		t.Fatalf("exit %d:\n%s", res.status, res.stderr)
+	}
+	msgs, raw := rc.all()
+	if len(msgs) != 2 || !strings.HasPrefix(msgs[0].Text, "DB migration running in production") || !strings.HasPrefix(msgs[1].Text, "DB migration succeeded in production") {
+		t.Fatalf("want a running notice, then the result:\n%s", raw)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(docs) != 1 || docs[0]["schema"] != "migrun.result/v1" || docs[0]["outcome"] != "succeeded" {
+		t.Fatalf("result webhook got %v", docs)
+	}
+	if strings.Contains(res.all(), "Secret0123") {
+		t.Errorf("the webhook's secret path was printed:\n%s", res.all())
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -189,6 +190,9 @@ func retryAfter(v string, now time.Time) time.Duration {
 
 // badHTTPURL says what is wrong with an absolute http(s) URL, in words
 // that do not quote it: url.Parse's errors contain the whole URL.
+//
+// Plain http:// is refused (the URL is a secret, and so is what is posted)
+// except to a loopback host: a local stand-in or a sidecar proxy.
 func badHTTPURL(s string) string {
 	u, err := url.Parse(s)
 	switch {
@@ -198,8 +202,19 @@ func badHTTPURL(s string) string {
 		return "it must start with https://"
 	case u.Host == "":
 		return "it has no host"
+	case u.Scheme == "http" && !loopback(u.Hostname()):
+		return "it must start with https:// (http:// only to localhost)"
 	}
 	return ""
+}
+
+// loopback reports whether host is localhost or a loopback address.
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // urlSecrets are the parts of a webhook URL that must not be shown: the

@@ -542,6 +542,7 @@ func TestValidate(t *testing.T) {
 		{"webhook wins over a token without channel", Options{WebhookURL: "https://hooks.slack.com/services/T/B/SECRET", BotToken: "xoxb-SECRET"}, ""},
 		{"nothing", Options{}, ""},
 		{"not absolute", Options{WebhookURL: "hooks.slack.com/services/T/B/SECRET"}, "must start with https://"},
+		{"plain http", Options{WebhookURL: "http://hooks.slack.com/services/T/B/SECRET"}, "must start with https:// (http:// only to localhost)"},
 		{"bad scheme", Options{WebhookURL: "ftp://hooks.slack.com/SECRET"}, "must start with https://"},
 		{"no host", Options{WebhookURL: "https:///services/SECRET"}, "no host"},
 		{"control character", Options{WebhookURL: "https://hooks.slack.com/\x7fSECRET"}, "does not parse"},

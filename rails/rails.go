@@ -132,16 +132,3 @@ func finished(done []Migration, version string) bool {
 	}
 	return false
 }
-
-// camelize turns a migration file's name into its class name the way
-// Rails does without custom inflections ("add_api_key" → "AddApiKey";
-// an app with an "API" acronym names the class AddAPIKey).
-func camelize(snake string) string {
-	var b strings.Builder
-	for _, word := range strings.Split(snake, "_") {
-		if word != "" {
-			b.WriteString(strings.ToUpper(word[:1]) + word[1:])
-		}
-	}
-	return b.String()
-}

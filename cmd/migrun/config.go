@@ -12,7 +12,6 @@ import (
 
 	"github.com/migrun/migrun/dburl"
 	"github.com/migrun/migrun/internal/redact"
-	"github.com/migrun/migrun/notify"
 	"github.com/migrun/migrun/pending"
 )
 
@@ -72,17 +71,6 @@ type ReportSettings struct {
 	Revision       string `env:"MIGRUN_REVISION" flag:"revision" help:"revision or image tag shown in reports"`
 }
 
-type SlackSettings struct {
-	SlackWebhookURL string       `env:"SLACK_WEBHOOK_URL" also:"SLACK_WEB_HOOK_URL" flag:"slack-webhook-url" secret:"true" private:"true" help:"Slack incoming webhook"`
-	SlackBotToken   string       `env:"SLACK_BOT_TOKEN" flag:"slack-bot-token" secret:"true" private:"true" help:"Slack bot token, instead of a webhook (with --slack-channel)"`
-	SlackChannel    string       `env:"SLACK_CHANNEL" flag:"slack-channel" help:"Slack channel, e.g. #deploys"`
-	SlackAPIURL     string       `env:"SLACK_API_URL" flag:"slack-api-url" help:"Slack Web API base for the bot token, e.g. a proxy"`
-	SlackUsername   string       `env:"SLACK_USERNAME" envDefault:"Rails DB Migration" flag:"slack-username" help:"Slack user name"`
-	SlackIconEmoji  string       `env:"SLACK_ICON_EMOJI" envDefault:":rails:" flag:"slack-icon-emoji" help:"Slack icon"`
-	NotifyTimeout   duration     `env:"MIGRUN_NOTIFY_TIMEOUT" envDefault:"30s" flag:"notify-timeout" help:"bound on all attempts to notify"`
-	Notify          notifyPolicy `env:"MIGRUN_NOTIFY" envDefault:"always" flag:"notify" help:"when to notify: always, changes, failures or never"`
-}
-
 // runConfig is `migrun run`'s configuration.
 type runConfig struct {
 	LogSettings
@@ -91,7 +79,7 @@ type runConfig struct {
 	LockSettings
 	GateSettings
 	ReportSettings
-	SlackSettings
+	NotifySettings
 	SkipIfCurrent  boolean  `env:"MIGRUN_SKIP_IF_CURRENT" flag:"skip-if-current" help:"check for pending migrations first and do not run the command when none is"`
 	RubySync       boolean  `env:"MIGRUN_RUBY_SYNC" envDefault:"true" flag:"ruby-sync" help:"make Ruby write its output at once, so logs are live and in order"`
 	DDLLockTimeout duration `env:"MIGRUN_DDL_LOCK_TIMEOUT" envDefault:"0s" flag:"ddl-lock-timeout" help:"each statement of the command waits at most this long for a table lock (PostgreSQL lock_timeout, MySQL lock_wait_timeout); 0: no limit"`
@@ -142,7 +130,7 @@ func parseRun(args []string, environ map[string]string, usage io.Writer) (*runCo
 	if err := c.checkDurations(p, &c.LockTimeout, &c.KeepAlive, &c.DeadHolderTimeout, &c.StopTimeout, &c.NotifyTimeout, &c.ProgressInterval); err != nil {
 		return c, err
 	}
-	if err := c.SlackSettings.validate(p); err != nil {
+	if err := c.NotifySettings.validate(p); err != nil {
 		return c, err
 	}
 	if c.url, err = parseDatabase(p, &c.DatabaseSettings, c.LockMode != "none" || bool(c.SkipIfCurrent)); err != nil {
@@ -263,39 +251,6 @@ func parseDatabase(p *parsed, d *DatabaseSettings, required bool) (*dburl.URL, e
 		return nil, fmt.Errorf("the database's parts: %w", err)
 	}
 	return u, nil
-}
-
-// validate checks the Slack settings; its errors name the setting and never
-// echo the webhook URL or the token.
-func (s *SlackSettings) validate(p *parsed) error {
-	if err := s.options(nil).Validate(); err != nil {
-		ptr := &s.SlackWebhookURL
-		if s.SlackWebhookURL == "" {
-			ptr = &s.SlackBotToken
-		}
-		return p.invalid(ptr, "%w", err)
-	}
-	return nil
-}
-
-// usable reports whether Slack is configured well enough to be told.
-func (s *SlackSettings) usable() bool {
-	o := s.options(nil)
-	return o.Enabled() && o.Validate() == nil && s.Notify != ""
-}
-
-// options are the notifier's options from the settings.
-func (s *SlackSettings) options(log *slog.Logger) notify.Options {
-	return notify.Options{
-		WebhookURL: s.SlackWebhookURL,
-		BotToken:   s.SlackBotToken,
-		Channel:    s.SlackChannel,
-		APIURL:     s.SlackAPIURL,
-		Username:   s.SlackUsername,
-		IconEmoji:  s.SlackIconEmoji,
-		Timeout:    time.Duration(s.NotifyTimeout),
-		Logger:     log,
-	}
 }
 
 // explicitDatabases is what MIGRUN_DATABASES or MIGRUN_MIGRATIONS_PATHS

@@ -58,8 +58,9 @@ func printHelp(out io.Writer, command string) {
 }
 
 // otherVariables are read besides the settings: where the run happened
-// (run), and a database's URL for each database MIGRUN_DATABASES names.
-var otherVariables = []string{"POD_NAME", "HOSTNAME", "<NAME>_DATABASE_URL"}
+// (run: the Pod and its namespace, from the Downward API), and a
+// database's URL for each database the app has.
+var otherVariables = []string{"POD_NAME", "HOSTNAME", "POD_NAMESPACE", "<NAME>_DATABASE_URL"}
 
 // exitStatuses documents the statuses; report decides them.
 var exitStatuses = []struct {

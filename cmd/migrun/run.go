@@ -15,7 +15,6 @@ import (
 	"github.com/migrun/migrun/internal/dbconn"
 	"github.com/migrun/migrun/internal/redact"
 	"github.com/migrun/migrun/lock"
-	"github.com/migrun/migrun/notify"
 	"github.com/migrun/migrun/pending"
 	"github.com/migrun/migrun/rails"
 	"github.com/migrun/migrun/report"
@@ -45,22 +44,25 @@ func runMain(ctx context.Context, args []string, environ map[string]string, stdo
 		Host:        hostname(environ),
 		App:         cfg.App,
 		Revision:    cfg.Revision,
+		Namespace:   environ["POD_NAMESPACE"],
 		Started:     started,
 		Lock:        report.Lock{Mode: string(cfg.LockMode), Name: cfg.LockName, Timeout: time.Duration(cfg.LockTimeout)},
 	}
+	res.Link = report.LinkTemplate(cfg.LinkTemplate).Expand(*res)
 	if err != nil {
 		msg := scrub.String(err.Error())
 		fmt.Fprintf(stderr, "migrun: %s\n", msg)
 		res.Outcome, res.Err = report.ConfigError, msg
 		res.Duration = time.Since(started)
 		// Slack is told when its own settings are usable.
-		if cfg.SlackSettings.usable() {
-			notifyResult(ctx, &cfg.SlackSettings, newLogger(&cfg.LogSettings, stderr, scrub), res)
+		if cfg.NotifySettings.usable() {
+			newNotifier(&cfg.NotifySettings, newLogger(&cfg.LogSettings, stderr, scrub)).finish(ctx, *res)
 		}
 		return res.ExitStatus()
 	}
 
-	r := &run{cfg: cfg, log: newLogger(&cfg.LogSettings, stderr, scrub), scrub: scrub,
+	log := newLogger(&cfg.LogSettings, stderr, scrub)
+	r := &run{cfg: cfg, log: log, scrub: scrub, notifier: newNotifier(&cfg.NotifySettings, log),
 		environ: environ, stdout: stdout, stderr: stderr, res: res}
 	if why := cfg.lockElsewhere(environ); why != "" {
 		r.log.Warn(why)
@@ -71,7 +73,7 @@ func runMain(ctx context.Context, args []string, environ map[string]string, stdo
 
 	r.logOutcome()
 	r.writeTerminationLog()
-	notifyResult(ctx, &cfg.SlackSettings, r.log, res)
+	r.notifier.finish(ctx, *res)
 	return res.ExitStatus()
 }
 
@@ -80,6 +82,7 @@ type run struct {
 	cfg            *runConfig
 	log            *slog.Logger
 	scrub          *redact.Scrubber
+	notifier       *notifier
 	environ        map[string]string
 	stdout, stderr io.Writer
 	res            *report.Result
@@ -279,6 +282,7 @@ func (r *run) release(ctx context.Context, locker lock.Locker) {
 // stopping it if the lock is lost, and records how it ended.
 func (r *run) runCommand(locker lock.Locker, env []string, sigs <-chan os.Signal) {
 	r.log.Info("running command", "command", strings.Join(r.cfg.command, " "))
+	started := time.Now()
 	proc, err := runner.Start(r.cfg.command, env, runner.Options{
 		Stdout:         r.stdout,
 		Stderr:         r.stderr,
@@ -299,7 +303,12 @@ func (r *run) runCommand(locker lock.Locker, env []string, sigs <-chan os.Signal
 		return
 	}
 
-	r.record(supervise(proc, sigs, locker.Lost(), func() { r.lockLost(locker, proc) }, r.log))
+	snapshot := *r.res
+	snapshot.Attempts = []report.Attempt{{Started: started, ExitCode: -1}}
+	r.notifier.commandStarted(context.Background(), snapshot)
+	out := supervise(proc, sigs, locker.Lost(), func() { r.lockLost(locker, proc) }, r.log)
+	r.notifier.commandEnded()
+	r.record(out, started)
 }
 
 // supervise waits for the command, forwarding the signals migrun gets to
@@ -341,8 +350,8 @@ func (r *run) lockLost(locker lock.Locker, proc *runner.Process) {
 	go proc.Stop(grace)
 }
 
-// record fills in the result from how the command ended.
-func (r *run) record(out runner.Result) {
+// record fills in the result from how the command ended, started then.
+func (r *run) record(out runner.Result, started time.Time) {
 	r.res.Outcome, r.res.ExitCode, r.res.Signal = commandOutcome(out)
 	switch {
 	case r.res.Lock.CommandStopped:
@@ -352,7 +361,13 @@ func (r *run) record(out runner.Result) {
 	}
 	r.res.Output = r.scrub.String(out.Output)
 	r.res.Omitted = out.Omitted
-	r.res.Migrations = rails.ParseMigrations(out.Output)
+	done, unfinished := rails.ParseRun(r.res.Output)
+	r.res.Migrations = done
+	if r.res.Outcome != report.Succeeded {
+		r.res.FailedMigration = unfinished
+	}
+	r.res.Attempts = append(r.res.Attempts, report.Attempt{Started: started, Duration: out.Duration,
+		ExitCode: out.ExitCode, Signal: int(out.Signal), Reason: r.res.Describe()})
 	if strings.TrimSpace(r.res.Output) == "" {
 		r.res.Output = r.cfg.EmptyOutput
 	}
@@ -412,7 +427,7 @@ func (r *run) logOutcome() {
 	if res.Lock.Lost != "" {
 		attrs = append(attrs, "lock_lost", res.Lock.Lost)
 	}
-	r.log.Log(context.Background(), severityLevel(res.Severity()), "migration "+res.Describe(), attrs...)
+	r.log.Log(context.Background(), severityLevel(res.Severity()), res.Headline(), attrs...)
 }
 
 // writeTerminationLog leaves the summary where the kubelet reads it. The
@@ -437,24 +452,6 @@ func (r *run) writeTerminationLog() {
 	if err != nil {
 		r.log.Warn("cannot write the termination log", "path", path, "err", err)
 	}
-}
-
-// notifyResult tells Slack, when configured and the policy wants it. A
-// failed notification is logged and never changes the exit status.
-func notifyResult(ctx context.Context, s *SlackSettings, log *slog.Logger, res *report.Result) {
-	opts := s.options(log)
-	if !opts.Enabled() || !notify.Policy(s.Notify).Wants(*res) {
-		return
-	}
-	n, err := notify.New(opts)
-	if err == nil {
-		err = n.Notify(ctx, *res)
-	}
-	if err != nil {
-		log.Warn("slack notification failed", "err", err)
-		return
-	}
-	log.Info("slack notified")
 }
 
 // severityLevel is the log level of a result of that severity.

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/migrun/migrun/internal/redact"
 	"github.com/migrun/migrun/report"
@@ -88,7 +89,7 @@ func TestRecord(t *testing.T) {
 	for _, tt := range tests {
 		r := testRun(t, io.Discard)
 		r.res.Lock.CommandStopped = tt.stopped
-		r.record(tt.out)
+		r.record(tt.out, time.Now())
 		if r.res.Outcome != tt.want || r.res.ExitStatus() != tt.wantStatus {
 			t.Errorf("record(%+v, stopped %v): %q %d, want %q %d", tt.out, tt.stopped, r.res.Outcome, r.res.ExitStatus(), tt.want, tt.wantStatus)
 		}
