@@ -44,6 +44,24 @@ func readDockerfile(t *testing.T, file string) []instruction {
 	return out
 }
 
+var makeAssign = regexp.MustCompile(`^([A-Za-z_][A-Za-z0-9_]*)\s*(?::=|::=|\?=|=)\s*(.*)$`)
+
+// makeVariables returns the Makefile's variable assignments, unexpanded.
+func makeVariables(t *testing.T, file string) map[string]string {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]string{}
+	for _, line := range strings.Split(string(data), "\n") {
+		if m := makeAssign.FindStringSubmatch(line); m != nil {
+			vars[m[1]] = m[2]
+		}
+	}
+	return vars
+}
+
 // makeRecipe returns the recipe of target in the Makefile, with $(VAR)
 // references expanded from the Makefile's assignments and overrides (as
 // given on make's command line).
@@ -53,8 +71,7 @@ func makeRecipe(t *testing.T, file, target string, overrides map[string]string) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	vars := map[string]string{}
-	assign := regexp.MustCompile(`^([A-Za-z_][A-Za-z0-9_]*)\s*(?::=|::=|\?=|=)\s*(.*)$`)
+	vars := makeVariables(t, file)
 	var recipe []string
 	in := false
 	for _, line := range strings.Split(string(data), "\n") {
@@ -65,8 +82,7 @@ func makeRecipe(t *testing.T, file, target string, overrides map[string]string) 
 			}
 			in = false
 		}
-		if m := assign.FindStringSubmatch(line); m != nil {
-			vars[m[1]] = m[2]
+		if makeAssign.MatchString(line) {
 			continue
 		}
 		if name, _, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(name) == target {
@@ -94,7 +110,10 @@ func makeRecipe(t *testing.T, file, target string, overrides map[string]string) 
 
 // TestImageBuildsLikeMake: the image is built by `make build`, whose
 // recipe makes a static, trimmed, version-stamped binary; the image runs it
-// as non-root from a distroless base.
+// as non-root from a distroless base. It builds for several platforms the
+// way BuildKit makes cheap: the build stage runs on the builder's own
+// platform and cross-compiles for the target's, and the final stage (the
+// target's platform) runs nothing, so no emulation is needed.
 func TestImageBuildsLikeMake(t *testing.T) {
 	ins := readDockerfile(t, "../Dockerfile")
 	var froms []instruction
@@ -113,15 +132,18 @@ func TestImageBuildsLikeMake(t *testing.T) {
 		t.Fatal(err)
 	}
 	goVersion := regexp.MustCompile(`(?m)^go (\d+\.\d+)`).FindSubmatch(gomod)
-	builder := regexp.MustCompile(`^golang:(\d+\.\d+)[-.\w]* AS (\w+)$`).FindStringSubmatch(froms[0].args)
+	builder := regexp.MustCompile(`^--platform=(\S+) golang:(\d+\.\d+)[-.\w]* AS (\w+)$`).FindStringSubmatch(froms[0].args)
 	switch {
 	case goVersion == nil:
-		t.Error("../go.mod has no go directive")
+		t.Fatal("../go.mod has no go directive")
 	case builder == nil:
-		t.Errorf("first stage %q: want golang:<version>... AS <name>", froms[0].args)
-	case builder[1] != string(goVersion[1]):
-		t.Errorf("the builder is Go %s, go.mod says %s", builder[1], goVersion[1])
+		t.Fatalf("first stage %q: want --platform=$BUILDPLATFORM golang:<version>... AS <name>", froms[0].args)
+	case builder[1] != "$BUILDPLATFORM" && builder[1] != "${BUILDPLATFORM}":
+		t.Errorf("the build stage runs on --platform=%s, want $BUILDPLATFORM (cross-compiling, no emulation)", builder[1])
+	case builder[2] != string(goVersion[1]):
+		t.Errorf("the builder is Go %s, go.mod says %s", builder[2], goVersion[1])
 	}
+	builderStage := builder[3]
 
 	// Modules are downloaded in a layer of their own, before the source.
 	order := []string{"COPY go.mod go.sum ./", "RUN go mod download", "COPY . ."}
@@ -135,21 +157,41 @@ func TestImageBuildsLikeMake(t *testing.T) {
 		t.Errorf("the build stage lacks %q in this order: %q", order[at], order)
 	}
 
-	var bin string
+	var bin, makeArgs string
+	declared := map[string]bool{} // ARGs of the build stage before make build
 	makeBuild := regexp.MustCompile(`^make build( .*)? BIN=(\S+)`)
 	for _, in := range ins {
-		if in.op == "RUN" && in.stage == 0 {
+		switch {
+		case in.stage != 0:
+		case in.op == "ARG" && bin == "":
+			for _, a := range strings.Fields(in.args) {
+				name, _, _ := strings.Cut(a, "=")
+				declared[name] = true
+			}
+		case in.op == "RUN":
 			if m := makeBuild.FindStringSubmatch(in.args); m != nil {
-				bin = m[2]
+				bin, makeArgs = m[2], m[1]
 			}
 		}
 	}
 	if bin == "" {
 		t.Fatal("the build stage does not run `make build ... BIN=<path>`: the image and `make build` could drift")
 	}
+	// BuildKit sets TARGETOS and TARGETARCH per platform, for a stage that
+	// declares them; make build passes them on to go build.
+	for _, v := range []string{"TARGETOS", "TARGETARCH"} {
+		if !declared[v] {
+			t.Errorf("the build stage does not declare ARG %s before make build", v)
+		}
+	}
+	for _, want := range []string{"GOOS=${TARGETOS}", "GOARCH=${TARGETARCH}", "VERSION=${VERSION}"} {
+		if !strings.Contains(makeArgs, want) {
+			t.Errorf("the build stage runs `make build%s BIN=%s`, without %s", makeArgs, bin, want)
+		}
+	}
 
-	recipe := makeRecipe(t, "../Makefile", "build", map[string]string{"BIN": bin, "VERSION": "test-version"})
-	for _, want := range []string{"CGO_ENABLED=0", "go build", "-trimpath", "-X main.version=test-version", "-o " + bin, "./cmd/migrun"} {
+	recipe := makeRecipe(t, "../Makefile", "build", map[string]string{"BIN": bin, "VERSION": "test-version", "GOOS": "linux", "GOARCH": "arm64"})
+	for _, want := range []string{"CGO_ENABLED=0", "GOOS=linux", "GOARCH=arm64", "go build", "-trimpath", "-X main.version=test-version", "-o " + bin, "./cmd/migrun"} {
 		if !strings.Contains(recipe, want) {
 			t.Errorf("make build's recipe, expanded, lacks %q:\n%s", want, recipe)
 		}
@@ -165,9 +207,15 @@ func TestImageBuildsLikeMake(t *testing.T) {
 			final[in.op] = append(final[in.op], in.args)
 		}
 	}
+	if strings.HasPrefix(final["FROM"][0], "--platform") {
+		t.Errorf("the final stage is FROM %s: it must be the target platform's, not a fixed one", final["FROM"][0])
+	}
+	if len(final["RUN"]) > 0 {
+		t.Errorf("the final stage RUNs %q: a multi-platform build would need emulation (QEMU) for it", final["RUN"])
+	}
 	checks := []struct{ op, pattern, why string }{
 		{"FROM", `^gcr\.io/distroless/static-debian\d+:nonroot$`, "a static distroless base (CA certificates for Slack, no shell)"},
-		{"COPY", `^--from=` + regexp.QuoteMeta(builder[2]) + ` ` + regexp.QuoteMeta(bin) + ` /migrun$`, "the binary make build wrote"},
+		{"COPY", `^--from=` + regexp.QuoteMeta(builderStage) + ` ` + regexp.QuoteMeta(bin) + ` /migrun$`, "the binary make build wrote"},
 		{"USER", `^(nonroot(:nonroot)?|65532(:65532)?)$`, "non-root"},
 		{"ENTRYPOINT", `^\["/migrun"\]$`, "the README's COPY --from and the Job examples rely on /migrun"},
 		{"LABEL", `org\.opencontainers\.image\.source=`, "OCI labels"},

@@ -44,10 +44,13 @@ var apiTypes = map[string]func() any{
 }
 
 // notManifests are the YAML files under deploy/ that are not Kubernetes
-// objects: Helm's template (rendered/ holds its output), chart and values,
-// all checked in helm_test.go.
+// objects: Helm's templates (rendered/ holds their output), chart and
+// values files, checked in helm_test.go; Kustomize's kustomization, checked
+// in kustomize_test.go.
 func notManifests(p string) bool {
-	return strings.HasPrefix(p, "helm/templates/") || p == "helm/Chart.yaml" || p == "helm/values.yaml"
+	base := path.Base(p)
+	return strings.HasPrefix(p, "helm/templates/") || p == "helm/Chart.yaml" ||
+		(path.Dir(p) == "helm" && strings.HasPrefix(base, "values")) || base == "kustomization.yaml"
 }
 
 var (
@@ -270,10 +273,17 @@ func TestManifestsAreStrictAPIObjects(t *testing.T) {
 		kinds[o.file] = append(kinds[o.file], o.kind)
 	}
 	want := map[string][]string{
+		"argocd/prerequisites.yaml":           {"ServiceAccount", "Secret"},
 		"argocd/migrate-job.yaml":             {"Job"},
 		"helm/rendered/migrate-job.yaml":      {"Job"},
+		"helm/rendered/gke-cloudsql.yaml":     {"ServiceAccount", "Job"},
 		"init-container/deployment.yaml":      {"Deployment"},
-		"init-container/deployment-wait.yaml": {"Job", "Deployment"},
+		"init-container/deployment-wait.yaml": {"ServiceAccount", "Job", "Deployment"},
+	}
+	for file := range kinds {
+		if want[file] == nil {
+			t.Errorf("%s: a manifest no test expects: add it to the list above", file)
+		}
 	}
 	for file, k := range want {
 		if !slices.Equal(kinds[file], k) {
@@ -364,6 +374,9 @@ func checkVariable(cfg migrunConfig, name, databases string) error {
 	return nil
 }
 
+// ddlLockTimeout is the setting every example migration sets.
+const ddlLockTimeout = "MIGRUN_DDL_LOCK_TIMEOUT"
+
 // TestNoSecretInManifests: credentials come from Secrets, never literals.
 func TestNoSecretInManifests(t *testing.T) {
 	secret := func(name string) bool {
@@ -408,8 +421,8 @@ func TestMigrationJobs(t *testing.T) {
 		switch dir {
 		case "argocd":
 			hook = true
-			if ann["argocd.argoproj.io/hook"] != "PreSync" || ann["argocd.argoproj.io/hook-delete-policy"] != "BeforeHookCreation" {
-				t.Errorf("%s: want argocd.argoproj.io/hook: PreSync and hook-delete-policy: BeforeHookCreation, got %v", u, ann)
+			if ann["argocd.argoproj.io/hook"] != "PreSync" || ann["argocd.argoproj.io/hook-delete-policy"] != "BeforeHookCreation" || ann["argocd.argoproj.io/sync-wave"] == "" {
+				t.Errorf("%s: want argocd.argoproj.io/hook: PreSync, hook-delete-policy: BeforeHookCreation and a sync-wave, got %v", u, ann)
 			}
 		case "helm":
 			hook = true
@@ -432,6 +445,7 @@ func TestMigrationJobs(t *testing.T) {
 		if _, ok := envVar(u.container, "MIGRUN_LOCK_TIMEOUT"); !ok && inv.flags["lock-timeout"] == "" {
 			t.Errorf("%s: set MIGRUN_LOCK_TIMEOUT explicitly, so the deadline can be checked against it", u)
 		}
+		checkDDLLockTimeout(t, u)
 		lock := durationSetting(t, u, cfg, inv, "MIGRUN_LOCK_TIMEOUT")
 		connect := durationSetting(t, u, cfg, inv, "MIGRUN_CONNECT_TIMEOUT")
 		if job.Spec.ActiveDeadlineSeconds == nil {
@@ -443,6 +457,20 @@ func TestMigrationJobs(t *testing.T) {
 	}
 	if jobs < 3 {
 		t.Errorf("found %d migration Jobs, want 3 (argocd, helm, init-container/deployment-wait)", jobs)
+	}
+}
+
+// checkDDLLockTimeout: a migrating container bounds how long its DDL waits
+// for a table lock, which a queue of application queries waits behind.
+func checkDDLLockTimeout(t *testing.T, u migrunUse) {
+	t.Helper()
+	e, ok := envVar(u.container, ddlLockTimeout)
+	if !ok {
+		t.Errorf("%s: set %s (e.g. 5s)", u, ddlLockTimeout)
+		return
+	}
+	if d, err := time.ParseDuration(e.Value); err != nil || d <= 0 || d > time.Minute {
+		t.Errorf("%s: %s=%q: want a duration of seconds (5s), not minutes: queries queue behind the waiting DDL", u, ddlLockTimeout, e.Value)
 	}
 }
 
@@ -526,6 +554,7 @@ func TestInitContainers(t *testing.T) {
 			if v, _ := effective(cfg, u, inv, "MIGRUN_NOTIFY"); v != "changes" {
 				t.Errorf("%s: every Pod migrates; set MIGRUN_NOTIFY=changes (is %q) so Slack gets one message per deploy, not one per Pod", u, v)
 			}
+			checkDDLLockTimeout(t, u)
 		case "wait":
 			if _, ok := envVar(u.container, "MIGRUN_WAIT_TIMEOUT"); !ok && inv.flags["wait-timeout"] == "" {
 				t.Errorf("%s: set MIGRUN_WAIT_TIMEOUT explicitly", u)
@@ -542,56 +571,85 @@ func TestInitContainers(t *testing.T) {
 	}
 }
 
-// TestPodsAreLockedDown: migrun runs non-root, read-only, without
-// privileges; a read-only `run` has a writable /tmp for its Ruby sync file.
+// TestPodsAreLockedDown: every container runs non-root, read-only, without
+// privileges. A read-only container that boots Rails (the app, `migrun
+// run`) has emptyDirs where a Rails image writes: /tmp (migrun's Ruby sync
+// file) and the app's tmp/ (Bootsnap's cache, pid files); `migrun wait`
+// writes nothing.
 func TestPodsAreLockedDown(t *testing.T) {
-	cfg := readMigrunConfig(t)
-	uses, _ := migrunUses(manifests(t))
-	for _, u := range uses {
-		c, pod := u.container, u.pod
-		psc, sc := pod.SecurityContext, c.SecurityContext
-		if sc == nil {
-			sc = &corev1.SecurityContext{}
+	for _, o := range manifests(t) {
+		pod := podSpec(o)
+		if pod == nil {
+			continue
 		}
+		psc := pod.SecurityContext
 		if psc == nil {
 			psc = &corev1.PodSecurityContext{}
 		}
-		if !isTrue(sc.RunAsNonRoot) && !isTrue(psc.RunAsNonRoot) {
-			t.Errorf("%s: set runAsNonRoot", u)
-		}
-		seccomp := sc.SeccompProfile
-		if seccomp == nil {
-			seccomp = psc.SeccompProfile
-		}
-		if seccomp == nil || seccomp.Type != corev1.SeccompProfileTypeRuntimeDefault {
-			t.Errorf("%s: set seccompProfile RuntimeDefault", u)
-		}
-		if sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
-			t.Errorf("%s: set allowPrivilegeEscalation: false", u)
-		}
-		if sc.Capabilities == nil || !slices.Contains(sc.Capabilities.Drop, "ALL") {
-			t.Errorf("%s: drop ALL capabilities", u)
-		}
-		if !isTrue(sc.ReadOnlyRootFilesystem) {
-			t.Errorf("%s: set readOnlyRootFilesystem", u)
-			continue
-		}
-		if inv, err := parseInvocation(cfg, u.argv); err == nil && inv.sub == "run" && !mountsAt(c, "/tmp") {
-			t.Errorf("%s: with a read-only root filesystem `migrun run` needs a writable /tmp (an emptyDir) for its Ruby sync file", u)
+		for _, c := range slices.Concat(pod.InitContainers, pod.Containers) {
+			where := fmt.Sprintf("%s container %q", o, c.Name)
+			sc := c.SecurityContext
+			if sc == nil {
+				sc = &corev1.SecurityContext{}
+			}
+			if !isTrue(sc.RunAsNonRoot) && !isTrue(psc.RunAsNonRoot) {
+				t.Errorf("%s: set runAsNonRoot", where)
+			}
+			seccomp := sc.SeccompProfile
+			if seccomp == nil {
+				seccomp = psc.SeccompProfile
+			}
+			if seccomp == nil || seccomp.Type != corev1.SeccompProfileTypeRuntimeDefault {
+				t.Errorf("%s: set seccompProfile RuntimeDefault", where)
+			}
+			if sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
+				t.Errorf("%s: set allowPrivilegeEscalation: false", where)
+			}
+			if sc.Capabilities == nil || !slices.Contains(sc.Capabilities.Drop, "ALL") {
+				t.Errorf("%s: drop ALL capabilities", where)
+			}
+			if !isTrue(sc.ReadOnlyRootFilesystem) {
+				t.Errorf("%s: set readOnlyRootFilesystem", where)
+				continue
+			}
+			if repo, _ := splitImage(c.Image); repo != appImage || isMigrunWait(c) {
+				continue
+			}
+			for _, dir := range []string{"/tmp", railsRoot + "/tmp"} {
+				if !mountsEmptyDir(pod, c, dir) {
+					t.Errorf("%s: boots Rails on a read-only root filesystem: mount an emptyDir at %s", where, dir)
+				}
+			}
 		}
 	}
 }
 
-func isTrue(b *bool) bool { return b != nil && *b }
+// railsRoot is the Rails image's WORKDIR (the Rails Dockerfile's /rails).
+const railsRoot = "/rails"
 
-func mountsAt(c corev1.Container, dir string) bool {
+// appImage is the examples' Rails image, with migrun copied in.
+const appImage = "registry.example.com/acme/rails-app"
+
+func isMigrunWait(c corev1.Container) bool {
+	line := slices.Concat(c.Command, c.Args)
+	return len(line) > 1 && path.Base(line[0]) == "migrun" && line[1] == "wait"
+}
+
+func mountsEmptyDir(pod *corev1.PodSpec, c corev1.Container, dir string) bool {
 	for _, m := range c.VolumeMounts {
-		if m.MountPath == dir {
-			return true
+		if m.MountPath != dir || m.ReadOnly {
+			continue
+		}
+		for _, v := range pod.Volumes {
+			if v.Name == m.Name && v.EmptyDir != nil {
+				return true
+			}
 		}
 	}
 	return false
 }
+
+func isTrue(b *bool) bool { return b != nil && *b }
 
 // TestPodsWouldBeAccepted: API server rules a strict decode cannot see,
 // which otherwise show up only at `kubectl apply`.
@@ -636,5 +694,25 @@ func TestPodsWouldBeAccepted(t *testing.T) {
 				}
 			}
 		}
+		for _, c := range spec.Containers {
+			if c.RestartPolicy != nil {
+				t.Errorf("%s container %q: restartPolicy is for init containers only (a native sidecar)", o, c.Name)
+			}
+		}
+		for _, c := range spec.InitContainers {
+			sidecar := isSidecar(c)
+			if c.RestartPolicy != nil && !sidecar {
+				t.Errorf("%s init container %q: restartPolicy %q: only Always is allowed", o, c.Name, *c.RestartPolicy)
+			}
+			if !sidecar && (c.StartupProbe != nil || c.ReadinessProbe != nil || c.LivenessProbe != nil) {
+				t.Errorf("%s init container %q: only a native sidecar (restartPolicy: Always) may have probes", o, c.Name)
+			}
+		}
 	}
+}
+
+// isSidecar says whether an init container is a native sidecar
+// (Kubernetes >= 1.29): started before the containers, stopped after them.
+func isSidecar(c corev1.Container) bool {
+	return c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways
 }
