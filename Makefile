@@ -1,4 +1,7 @@
 # migrun: the commands the README and CI use.
+SHELL := bash
+# Go tools scripts/deps installs (helm, kustomize, staticcheck, actionlint).
+export PATH := $(shell go env GOPATH)/bin:$(PATH)
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 # The one build recipe: the Dockerfile and `make release` run `make build`
 # too (with GOOS and GOARCH set), so they cannot drift.
@@ -33,14 +36,18 @@ release:
 
 # The test command: unit and integration tests (throwaway PostgreSQL and
 # MariaDB servers and a real Rails app), with the race detector.
+# It installs what is missing first (scripts/deps), and ends by saying how
+# many tests passed, failed and were skipped, and why each was skipped.
 test:
-	go test -race -count=1 -timeout 30m ./...
-	cd deploy && go test -count=1 ./...
+	scripts/deps test
+	set -o pipefail; go test -race -count=1 -timeout 30m -json ./... | go run ./internal/testreport
+	set -o pipefail; cd deploy && go test -count=1 -json ./... | go run ../internal/testreport
 
 # Static checks CI runs besides the tests (.ci/run installs the tools:
 # staticcheck, and actionlint, which lints .github/workflows and, with
 # shellcheck installed, the shell in their run: steps).
 check:
+	scripts/deps check
 	go vet ./...
 	cd deploy && go vet ./...
 	staticcheck ./...
@@ -48,10 +55,11 @@ check:
 	actionlint
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-# Run migrun once with no database server: a sqlite3 file lock and a sample command.
+# Run migrun once with no database server (a sqlite3 file lock in a temp
+# dir) and a sample migration; show the termination log and the Slack
+# message a local stand-in received. Leaves nothing behind.
 demo: build
-	@mkdir -p tmp
-	DATABASE_URL=sqlite3:tmp/demo.sqlite3 $(BIN) run -- sh -c 'echo "== 20240101000000 CreateUsers: migrated (0.0046s) ==="'
+	go run ./internal/demo -migrun $(BIN)
 
 # A short run of every fuzz test, seeded from testdata/fuzz.
 # A count of executions, not a duration: a time-bounded run on a loaded machine
