@@ -15,7 +15,6 @@ import (
 // database, for local runs and development. The kernel frees it when
 // migrun exits, however it exits.
 type fileLocker struct {
-	*keepAlive
 	path string
 	opts Options
 	f    *os.File
@@ -27,7 +26,7 @@ func newFile(u *dburl.URL, opts Options) *fileLocker {
 		// Another name is another lock: a file of its own beside the database.
 		path = fmt.Sprintf("%s.%s.migrun.lock", u.Database, safeName(opts.Name))
 	}
-	return &fileLocker{keepAlive: newKeepAlive(), path: path, opts: opts}
+	return &fileLocker{path: path, opts: opts}
 }
 
 // safeName makes a lock name usable in a file name: other characters
@@ -48,6 +47,10 @@ func safeName(name string) string {
 }
 
 func (l *fileLocker) String() string { return fmt.Sprintf("file lock %s", l.path) }
+
+// Lost never fires: the kernel keeps a flock for as long as migrun runs.
+func (l *fileLocker) Lost() <-chan struct{} { return nil }
+func (l *fileLocker) Err() error            { return nil }
 
 func (l *fileLocker) Lock(ctx context.Context) error {
 	f, err := os.OpenFile(l.path, os.O_CREATE|os.O_RDWR, 0o644)

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -17,9 +19,10 @@ import (
 // pgLocker holds a PostgreSQL advisory lock in the two-int4 key space,
 // which never overlaps Rails' single-bigint migration lock.
 type pgLocker struct {
-	*keepAlive
+	ka      *keepAlive
 	u       *dburl.URL
 	opts    Options
+	timing  Timing
 	k1, k2  int32
 	channel string // LISTEN/NOTIFY channel of this key
 	conn    *pgx.Conn
@@ -27,7 +30,23 @@ type pgLocker struct {
 	// listening: LISTEN has run on conn. Only a runner that found the
 	// lock held needs it, so the uncontended path saves the round trip.
 	listening bool
-	pid       int32 // the server session that took the lock
+	// fresh: nothing has run on conn yet; the session's settings go
+	// with its first statement.
+	fresh bool
+	// lostConn: a connection of this runner broke while it waited; its
+	// next connection's first try may take a lock a lost server freed.
+	lostConn bool
+	budget   *budget
+	pid      int32 // the server session that took the lock
+	// noSettings: the server refused the session's settings; go on
+	// without them (warned once).
+	noSettings bool
+	// settings are the session's settings as the server showed them
+	// after setting them; tcp: it sees a TCP client, where the tcp_*
+	// ones apply.
+	settings map[string]string
+	tcp      bool
+	warned   bool
 }
 
 // pollInterval bounds how long a session-mode waiter relies on the
@@ -35,18 +54,20 @@ type pgLocker struct {
 // released, but a holder that dies frees the lock without sending one.
 const pollInterval = 2 * time.Second
 
-func newPostgres(u *dburl.URL, opts Options) *pgLocker {
+func newPostgres(u *dburl.URL, opts Options, timing Timing) *pgLocker {
 	h := fnv.New64a()
 	h.Write([]byte("migrun:" + opts.Name))
 	sum := h.Sum64()
-	return &pgLocker{
-		keepAlive: newKeepAlive(),
-		u:         u,
-		opts:      opts,
-		k1:        int32(sum >> 32),
-		k2:        int32(sum),
-		channel:   fmt.Sprintf("migrun_lock_%016x", sum),
+	p := &pgLocker{
+		u:       u,
+		opts:    opts,
+		timing:  timing,
+		k1:      int32(sum >> 32),
+		k2:      int32(sum),
+		channel: fmt.Sprintf("migrun_lock_%016x", sum),
 	}
+	p.ka = newKeepAlive(timing, opts.Logger, p.String())
+	return p
 }
 
 func (p *pgLocker) String() string {
@@ -57,22 +78,28 @@ func (p *pgLocker) String() string {
 	return fmt.Sprintf("postgresql advisory lock (%d, %d)%s %q on %s", p.k1, p.k2, mode, p.opts.Name, dbconn.PostgresAddr(p.u))
 }
 
+func (p *pgLocker) Lost() <-chan struct{} { return p.ka.Lost() }
+func (p *pgLocker) Err() error            { return p.ka.Err() }
+
 func (p *pgLocker) connect(ctx context.Context) error {
 	cfg, err := dbconn.PostgresConfig(p.u)
 	if err != nil {
 		return err
 	}
-	return p.opts.retry(ctx, dbconn.PostgresAddr(p.u), func(ctx context.Context) error {
+	dbconn.PostgresIdentity(cfg, p.opts.Identity)
+	cfg.DialFunc = dbconn.DeadPeerWithin(p.timing.ServerBound).Dial
+	return p.opts.retry(ctx, p.budget, func(ctx context.Context) error {
 		conn, err := pgx.ConnectConfig(ctx, cfg)
 		if err != nil {
 			return dbconn.ClassifyPostgres(err, cfg)
 		}
-		p.conn, p.listening = conn, false
+		p.conn, p.listening, p.fresh, p.settings = conn, false, true, nil
 		return nil
 	})
 }
 
 func (p *pgLocker) Lock(ctx context.Context) error {
+	p.budget = newBudget(p.opts.ConnectTimeout, dbconn.PostgresAddr(p.u))
 	// Transaction mode can only poll: start often, back off to the bound.
 	// Session mode is woken by NOTIFY and polls only for a dead holder.
 	backoff := 50 * time.Millisecond
@@ -86,27 +113,32 @@ func (p *pgLocker) Lock(ctx context.Context) error {
 				return err
 			}
 		}
-		ok, err := p.try(ctx)
-		if errors.Is(err, errPooled) {
-			return err
-		}
+		firstAfterLoss := p.fresh && p.lostConn
+		got, err := p.try(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
+				p.close()
 				return ctxErr(ctx)
+			}
+			if errors.Is(err, errPooled) {
+				p.close()
+				return err
 			}
 			if err := p.dropBroken(err); err != nil {
 				return err
 			}
 			continue
 		}
-		if ok {
-			return p.acquired(ctx)
+		p.lostConn = false
+		if got.ok {
+			return p.acquired(ctx, got, firstAfterLoss)
 		}
 		if p.opts.Mode == ModeSession && !p.listening {
 			// LISTEN, then try again at once: a release between the
 			// failed try and the LISTEN sent a NOTIFY nobody heard.
-			if _, err := p.conn.Exec(ctx, "LISTEN "+p.channel); err != nil {
+			if err := p.exec(ctx, "LISTEN "+p.channel); err != nil {
 				if ctx.Err() != nil {
+					p.close()
 					return ctxErr(ctx)
 				}
 				if err := p.dropBroken(fmt.Errorf("listen: %w", err)); err != nil {
@@ -123,6 +155,7 @@ func (p *pgLocker) Lock(ctx context.Context) error {
 		}
 		if err := p.waitTurn(ctx, dbconn.Jitter(backoff)); err != nil {
 			if ctx.Err() != nil {
+				p.close()
 				return ctxErr(ctx)
 			}
 			if err := p.dropBroken(err); err != nil {
@@ -133,51 +166,219 @@ func (p *pgLocker) Lock(ctx context.Context) error {
 	}
 }
 
+// tryResult is what one attempt found.
+type tryResult struct {
+	ok         bool
+	pid        int32
+	upFor      time.Duration // since the server started; -1 if unknown
+	tcp        bool          // the server sees a TCP client, where its tcp_* settings apply
+	sent, answ time.Time
+}
+
 // try makes one attempt, holding no transaction or snapshot afterwards
-// unless it got the lock in transaction mode.
-func (p *pgLocker) try(ctx context.Context) (bool, error) {
-	var ok bool
+// unless it got the lock in transaction mode. It is one round trip: the
+// session's settings (on a fresh connection, or inside the transaction)
+// and the attempt in one simple-protocol message.
+func (p *pgLocker) try(ctx context.Context) (tryResult, error) {
+	var sql strings.Builder
+	withSettings := !p.noSettings && (p.fresh || p.opts.Mode == ModeTransaction)
 	if p.opts.Mode == ModeSession {
+		if withSettings {
+			// Only in the server session we connected to: through a
+			// pooler (which makes up its own backend key) a session
+			// setting could stay on a server connection other clients
+			// get next.
+			sql.WriteString(pgSettingsSQL(p.timing, false, p.conn.PgConn().PID()) + ";\n")
+		}
 		// A session lock is re-entrant: through a transaction pooler, a
 		// server session that already holds it for another runner would
 		// grant it again. A fresh connection of ours never holds it, so a
 		// session that does is shared, and this one statement (one server
 		// session even through a pooler) refuses instead of taking it.
-		var got *bool
-		err := p.conn.QueryRow(ctx, `SELECT CASE WHEN EXISTS (`+heldHere+`) THEN NULL
-			ELSE pg_try_advisory_lock($3, $4) END, pg_backend_pid()`, int64(uint32(p.k1)), int64(uint32(p.k2)), p.k1, p.k2).Scan(&got, &p.pid)
-		if err == nil && got == nil {
-			return false, errPooled
+		fmt.Fprintf(&sql, "SELECT CASE WHEN EXISTS (%s) THEN NULL ELSE pg_try_advisory_lock(%d, %d) END", p.heldHere(), p.k1, p.k2)
+	} else {
+		// Read committed: the transaction that holds the lock keeps no
+		// snapshot between its statements, whatever the role's default.
+		sql.WriteString("BEGIN ISOLATION LEVEL READ COMMITTED;\n")
+		if withSettings {
+			sql.WriteString(pgSettingsSQL(p.timing, true, 0) + ";\n")
 		}
-		return err == nil && *got, err
+		fmt.Fprintf(&sql, "SELECT pg_try_advisory_xact_lock(%d, %d)", p.k1, p.k2)
 	}
-	if _, err := p.conn.Exec(ctx, "BEGIN"); err != nil {
-		return false, err
+	sql.WriteString(", pg_backend_pid(), extract(epoch FROM now() - pg_postmaster_start_time()), inet_client_addr() IS NOT NULL")
+
+	sctx, cancel, err := p.budget.statement(ctx, 0)
+	if err != nil {
+		return tryResult{}, err
 	}
-	if _, err := p.conn.Exec(ctx, "SET LOCAL idle_in_transaction_session_timeout = 0"); err != nil {
-		return false, err
+	defer cancel()
+	r := tryResult{sent: time.Now(), upFor: -1}
+	results, err := p.conn.PgConn().Exec(sctx, sql.String()).ReadAll()
+	p.fresh = false
+	if err != nil {
+		var pgErr *pgconn.PgError
+		settingsAt := 0 // the settings' statement, after BEGIN in transaction mode
+		if p.opts.Mode == ModeTransaction {
+			settingsAt = 1
+		}
+		if withSettings && failedAt(results) == settingsAt && errors.As(err, &pgErr) && !p.conn.IsClosed() {
+			// The server refused a setting: warn, and go on without.
+			p.opts.Logger.Warn("the database refused the lock session's settings; the lock is not protected from the role's timeouts, and a vanished holder's lock may stay held until the server's own TCP keep-alive gives up",
+				"lock", p.String(), "err", fmt.Sprintf("%s (SQLSTATE %s)", pgErr.Message, pgErr.Code))
+			p.noSettings, p.warned = true, true
+			if p.opts.Mode == ModeTransaction {
+				_ = p.exec(ctx, "ROLLBACK")
+			}
+			return p.try(ctx)
+		}
+		return tryResult{}, err
 	}
-	if err := p.conn.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock($1, $2)", p.k1, p.k2).Scan(&ok); err != nil {
-		return false, err
+	r.answ = time.Now()
+	p.budget.answered(r.answ)
+	last := results[len(results)-1]
+	if len(last.Rows) != 1 || len(last.Rows[0]) != 4 {
+		return tryResult{}, fmt.Errorf("unexpected answer to the lock attempt: %d rows", len(last.Rows))
 	}
-	if !ok {
-		_, err := p.conn.Exec(ctx, "ROLLBACK")
-		return false, err
+	row := last.Rows[0]
+	if row[0] == nil {
+		return tryResult{}, errPooled
 	}
-	return true, nil
+	r.ok = string(row[0]) == "t"
+	pid, err := strconv.ParseInt(string(row[1]), 10, 32)
+	if err != nil {
+		return tryResult{}, fmt.Errorf("unexpected backend pid %q", row[1])
+	}
+	r.pid = int32(pid)
+	if secs, err := strconv.ParseFloat(string(row[2]), 64); err == nil {
+		r.upFor = time.Duration(secs * float64(time.Second))
+	}
+	r.tcp = string(row[3]) == "t"
+	if withSettings && len(results) >= 2 {
+		p.settings, p.tcp = settingsOf(results[len(results)-2]), r.tcp
+	}
+	if !r.ok && p.opts.Mode == ModeTransaction {
+		if err := p.exec(ctx, "ROLLBACK"); err != nil {
+			return tryResult{}, err
+		}
+	}
+	return r, nil
+}
+
+// failedAt is the index of the statement of a multi-statement message
+// that failed: the first result with an error, else the one after the
+// last result (it failed before it described its rows).
+func failedAt(results []*pgconn.Result) int {
+	for i, r := range results {
+		if r.Err != nil {
+			return i
+		}
+	}
+	return len(results)
+}
+
+// pgSetting is one setting of the lock's session.
+type pgSetting struct{ name, value string }
+
+// pgSettings make the lock's session end for nothing but a vanished
+// client: no statement, lock, idle or transaction timeout, and the
+// server's dead-client detection set to ServerBound (see
+// dbconn.DeadPeer). Values are in the settings' base units, as the
+// server shows them back.
+func pgSettings(t Timing) []pgSetting {
+	dp := dbconn.DeadPeerWithin(t.ServerBound)
+	return []pgSetting{
+		{"statement_timeout", "0"},
+		{"lock_timeout", "0"},
+		{"idle_in_transaction_session_timeout", "0"},
+		{"idle_session_timeout", "0"}, // PostgreSQL 14+
+		{"transaction_timeout", "0"},  // PostgreSQL 17+
+		{"tcp_keepalives_idle", strconv.Itoa(int(dp.Idle / time.Second))},
+		{"tcp_keepalives_interval", strconv.Itoa(int(dp.Interval / time.Second))},
+		{"tcp_keepalives_count", strconv.Itoa(dp.Count)},
+		{"tcp_user_timeout", strconv.Itoa(int(dp.UserTimeout / time.Millisecond))}, // PostgreSQL 12+
+	}
+}
+
+// pgSettingsSQL sets pgSettings that the server has (set_config of an
+// unknown name would fail the whole message), for the transaction when
+// local, and, when pid is not 0, only in the backend of that pid. It
+// returns each setting's name and value as the server shows it after:
+// for the tcp_* ones, what the socket really has.
+func pgSettingsSQL(t Timing, local bool, pid uint32) string {
+	var values []string
+	for _, s := range pgSettings(t) {
+		values = append(values, fmt.Sprintf("('%s', '%s')", s.name, s.value))
+	}
+	sql := fmt.Sprintf("SELECT name, set_config(name, value, %t) FROM (VALUES %s) AS s(name, value) WHERE current_setting(name, true) IS NOT NULL",
+		local, strings.Join(values, ", "))
+	if pid != 0 {
+		sql += fmt.Sprintf(" AND pg_backend_pid() = %d", pid)
+	}
+	return sql
+}
+
+func settingsOf(r *pgconn.Result) map[string]string {
+	out := map[string]string{}
+	for _, row := range r.Rows {
+		if len(row) == 2 {
+			out[string(row[0])] = string(row[1])
+		}
+	}
+	return out
+}
+
+// warnUnprotected logs, once, the settings the server did not take.
+func (p *pgLocker) warnUnprotected() {
+	if p.warned || p.settings == nil {
+		return
+	}
+	p.warned = true
+	var off []string
+	for _, s := range pgSettings(p.timing) {
+		v, ok := p.settings[s.name]
+		if !ok || (strings.HasPrefix(s.name, "tcp_") && !p.tcp) {
+			continue // not on this server; or not over TCP, where the OS closes a dead client's socket
+		}
+		if v != s.value {
+			off = append(off, fmt.Sprintf("%s is %s, not %s", s.name, v, s.value))
+		}
+	}
+	if len(off) > 0 {
+		p.opts.Logger.Warn("the database did not take all of the lock session's settings; the lock is not fully protected from the role's timeouts or a vanished holder",
+			"lock", p.String(), "settings", strings.Join(off, "; "))
+	}
+}
+
+// exec runs a statement of a runner that does not hold the lock, bounded.
+func (p *pgLocker) exec(ctx context.Context, sql string) error {
+	sctx, cancel, err := p.budget.statement(ctx, 0)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	if _, err := p.conn.PgConn().Exec(sctx, sql).ReadAll(); err != nil {
+		return err
+	}
+	p.budget.answered(time.Now())
+	return nil
 }
 
 // waitTurn waits up to d: in session mode for the holder's NOTIFY, which
 // wakes waiters at once; in transaction mode (no LISTEN through a
-// transaction pooler) simply d.
+// transaction pooler) simply d. Never past the budget.
 func (p *pgLocker) waitTurn(ctx context.Context, d time.Duration) error {
+	d = min(d, time.Until(p.budget.deadline()))
 	if p.opts.Mode != ModeSession {
 		return sleep(ctx, d)
 	}
 	wctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	_, err := p.conn.WaitForNotification(wctx)
-	if err != nil && wctx.Err() != nil && ctx.Err() == nil {
+	if err == nil {
+		p.budget.answered(time.Now())
+		return nil
+	}
+	if wctx.Err() != nil && ctx.Err() == nil && !p.conn.IsClosed() {
 		return nil // the poll interval passed: try again
 	}
 	return err
@@ -186,39 +387,58 @@ func (p *pgLocker) waitTurn(ctx context.Context, d time.Duration) error {
 // dropBroken closes a connection that failed, so the next round reconnects;
 // errors the server answered with are returned instead.
 func (p *pgLocker) dropBroken(err error) error {
+	if errors.Is(err, ErrUnavailable) {
+		p.close()
+		return err
+	}
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && !p.conn.IsClosed() {
+	isPg := errors.As(err, &pgErr)
+	if isPg && !p.conn.IsClosed() {
+		p.close()
 		return fmt.Errorf("acquire %s: %s (SQLSTATE %s)", p.String(), pgErr.Message, pgErr.Code)
 	}
 	p.opts.Logger.Warn("lock connection lost while waiting; reconnecting", "lock", p.String(), "err", dbconn.LastLine(err))
 	p.close()
+	// The server ending an idle session (a role's idle_session_timeout
+	// between a transaction-mode waiter's tries) is not a lost server.
+	if !isPg || (pgErr.Code != "57P05" && pgErr.Code != "25P03") {
+		p.lostConn = true
+	}
 	return nil
 }
 
 // acquired checks that the lock is held by this very backend (through a
 // transaction pooler the next statement may run on another one, and a
-// session lock would then exclude nobody) and starts the keep-alive.
-func (p *pgLocker) acquired(ctx context.Context) error {
-	p.held = true
-	ours, err := p.sameSession(ctx)
-	if err != nil {
-		p.Unlock(context.WithoutCancel(ctx))
-		return fmt.Errorf("%w: verify %s: %s", ErrUnavailable, p.String(), dbconn.LastLine(err))
-	}
-	if !ours {
-		p.Unlock(context.WithoutCancel(ctx))
-		return errPooled
-	}
-	p.start(p.opts.KeepAlive, p.opts.Logger, p.String(), func(ctx context.Context) error {
-		ours, err := p.ours(ctx)
+// session lock would then exclude nobody), starts the keep-alive, and
+// holds the lock through the takeover guard when one is due.
+func (p *pgLocker) acquired(ctx context.Context, got tryResult, firstAfterLoss bool) error {
+	p.held, p.pid = true, got.pid
+	// The backend's pid is the one the server gave at connection unless
+	// a pooler or proxy is in between (PgBouncer makes up its own): only
+	// then is the lock checked from a second transaction.
+	if p.opts.Mode == ModeSession && uint32(got.pid) != p.conn.PgConn().PID() {
+		ours, err := p.sameSession(ctx)
 		if err != nil {
-			return errors.New(dbconn.LastLine(err))
+			p.Unlock(context.WithoutCancel(ctx))
+			return fmt.Errorf("%w: verify %s: %s", ErrUnavailable, p.String(), dbconn.LastLine(err))
 		}
 		if !ours {
-			return errors.New("the lock is no longer held by migrun's database session")
+			p.Unlock(context.WithoutCancel(ctx))
+			return errPooled
 		}
-		return nil
-	})
+		if !p.warned {
+			p.warned = true
+			p.opts.Logger.Info("connected through a pooler or proxy: the lock's session settings are left alone (on a pooled server connection they would outlive migrun's); the pooler's own timeouts apply",
+				"lock", p.String())
+		}
+	}
+	p.warnUnprotected()
+	p.ka.start(p, got.sent)
+	until, why := takeover(p.timing, got.answ, got.upFor, firstAfterLoss)
+	if err := guard(ctx, p.opts, p.String(), p.ka, until, why); err != nil {
+		p.Unlock(context.WithoutCancel(ctx))
+		return err
+	}
 	return nil
 }
 
@@ -226,34 +446,61 @@ func (p *pgLocker) acquired(ctx context.Context) error {
 // one server session, the sign of a transaction pooler in between.
 var errPooled = fmt.Errorf("%w: migrun's statements do not all run in one database session: is a transaction pooler (PgBouncer pool_mode=transaction) in between? Use MIGRUN_LOCK_MODE=transaction", ErrUnsupported)
 
-// heldHere finds the two-int4 advisory lock ($1, $2 as oids) held by this
-// server session.
-const heldHere = `SELECT 1 FROM pg_locks
-		WHERE locktype = 'advisory' AND classid = $1::oid AND objid = $2::oid AND objsubid = 2
-		  AND pid = pg_backend_pid() AND granted`
-
-// sameSession reports whether this statement runs in the server session
-// whose try took the lock (in session mode; in transaction mode the lock
-// is checked in pg_locks). Cheaper than reading pg_locks again, and the
-// same answer: the try just took the lock in that session.
-func (p *pgLocker) sameSession(ctx context.Context) (bool, error) {
-	if p.opts.Mode != ModeSession {
-		return p.ours(ctx)
-	}
-	var pid int32
-	err := p.conn.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid)
-	return err == nil && pid == p.pid, err
+// heldHere finds the two-int4 advisory lock held by this server session.
+func (p *pgLocker) heldHere() string {
+	return fmt.Sprintf(`SELECT 1 FROM pg_locks
+		WHERE locktype = 'advisory' AND classid = %d::oid AND objid = %d::oid AND objsubid = 2
+		  AND pid = pg_backend_pid() AND granted`, uint32(p.k1), uint32(p.k2))
 }
 
-// ours reports whether this backend holds the lock.
-func (p *pgLocker) ours(ctx context.Context) (bool, error) {
+// sameSession reports whether a second transaction runs in the server
+// session whose try took the lock.
+func (p *pgLocker) sameSession(ctx context.Context) (bool, error) {
+	sctx, cancel, err := p.budget.statement(ctx, 0)
+	if err != nil {
+		return false, err
+	}
+	defer cancel()
+	var pid int32
+	if err := p.conn.QueryRow(sctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+		return false, err
+	}
+	p.budget.answered(time.Now())
+	return pid == p.pid, nil
+}
+
+// confirm is the keep-alive's check: does this backend hold the lock?
+func (p *pgLocker) confirm(ctx context.Context) (bool, error) {
 	var ok bool
-	err := p.conn.QueryRow(ctx, "SELECT EXISTS ("+heldHere+")", int64(uint32(p.k1)), int64(uint32(p.k2))).Scan(&ok)
+	err := p.conn.QueryRow(ctx, "SELECT EXISTS ("+p.heldHere()+")").Scan(&ok)
 	return ok, err
 }
 
+// idle waits between checks inside WaitForNotification, which returns
+// at once when the server ends the session (its FATAL, or the socket
+// closing); its deadline leaves the connection usable.
+func (p *pgLocker) idle(ctx context.Context, until time.Time, _ bool) error {
+	wctx, cancel := context.WithDeadline(ctx, until)
+	defer cancel()
+	for {
+		_, err := p.conn.WaitForNotification(wctx)
+		switch {
+		case err == nil:
+			continue // a notification for a LISTEN of the wait: not ours to act on
+		case p.conn.IsClosed():
+			return err
+		default:
+			return nil // time for the next check (or an oddity the check will judge)
+		}
+	}
+}
+
+func (p *pgLocker) gone(error) bool { return p.conn.IsClosed() }
+
 func (p *pgLocker) Unlock(ctx context.Context) error {
-	p.halt()
+	ctx, cancel := releaseContext(ctx)
+	defer cancel()
+	confirmed := p.ka.halt(ctx)
 	if p.conn == nil {
 		return nil
 	}
@@ -262,6 +509,9 @@ func (p *pgLocker) Unlock(ctx context.Context) error {
 		return nil
 	}
 	p.held = false
+	if !confirmed || p.conn.IsClosed() {
+		return fmt.Errorf("release %s: %s; closing the connection frees it", p.String(), unconfirmedWhy(p.ka))
+	}
 	if p.opts.Mode == ModeTransaction {
 		if _, err := p.conn.Exec(ctx, "COMMIT"); err != nil {
 			return fmt.Errorf("release %s: %s", p.String(), dbconn.LastLine(err))
@@ -282,6 +532,14 @@ func (p *pgLocker) Unlock(ctx context.Context) error {
 		return fmt.Errorf("release %s: this database session did not hold it: %w", p.String(), errPooled)
 	}
 	return nil
+}
+
+// unconfirmedWhy says why a lock is released by closing.
+func unconfirmedWhy(ka *keepAlive) string {
+	if err := ka.Err(); err != nil {
+		return "the lock was lost (" + err.Error() + ")"
+	}
+	return "the lock was not confirmed when the keep-alive stopped"
 }
 
 func (p *pgLocker) close() {

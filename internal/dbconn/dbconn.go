@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5"
@@ -49,7 +50,14 @@ const MaxAttemptTimeout = 10 * time.Second
 // connect timeout has passed since the first attempt. It returns errors
 // wrapping ErrUnavailable, or ctx's error.
 func Retry(ctx context.Context, timeout time.Duration, log *slog.Logger, what string, dial func(ctx context.Context) error) error {
-	deadline := time.Now().Add(timeout)
+	return RetryUntil(ctx, time.Now().Add(timeout), log, what, dial)
+}
+
+// RetryUntil is Retry with the time to give up at: a caller that was
+// already waiting for the database (the lock, after a connection broke)
+// spends what is left of its budget, not a new one.
+func RetryUntil(ctx context.Context, deadline time.Time, log *slog.Logger, what string, dial func(ctx context.Context) error) error {
+	start := time.Now()
 	backoff := 250 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		attemptTimeout := min(time.Until(deadline), MaxAttemptTimeout)
@@ -70,7 +78,7 @@ func Retry(ctx context.Context, timeout time.Duration, log *slog.Logger, what st
 			return fmt.Errorf("%w: connect to %s: %w", ErrUnavailable, what, perm.err)
 		}
 		if time.Until(deadline) <= 0 {
-			return fmt.Errorf("%w: connect to %s: gave up after %s (%d attempts): %w", ErrUnavailable, what, timeout, attempt, err)
+			return fmt.Errorf("%w: connect to %s: gave up after %s (%d attempts): %w", ErrUnavailable, what, time.Since(start).Round(100*time.Millisecond), attempt, err)
 		}
 		log.Info("database not reachable yet; retrying", "database", what, "attempt", attempt, "err", err)
 		t := time.NewTimer(min(Jitter(backoff), time.Until(deadline)))
@@ -133,6 +141,33 @@ func PostgresConfig(u *dburl.URL) (*pgx.ConnConfig, error) {
 	cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
 	cfg.ConnectTimeout = 0 // bounded by the context of each attempt
 	return cfg, nil
+}
+
+// maxAppName is the most of application_name PostgreSQL keeps (NAMEDATALEN − 1).
+const maxAppName = 63
+
+// PostgresIdentity names the connection in pg_stat_activity
+// (application_name), cut to the bytes the server keeps.
+func PostgresIdentity(cfg *pgx.ConnConfig, name string) {
+	name = strings.ToValidUTF8(name, "?")
+	if len(name) > maxAppName {
+		name = name[:maxAppName]
+		for !utf8.ValidString(name) { // a character cut in two
+			name = name[:len(name)-1]
+		}
+	}
+	cfg.RuntimeParams["application_name"] = name
+}
+
+// MySQLIdentity names the connection in its connection attributes
+// (program_name; the driver's own _client_name stays). The driver splits
+// the attribute list at ',' and ':', so those become '_'.
+func MySQLIdentity(cfg *mysql.Config, name string) {
+	attr := "program_name:" + strings.NewReplacer(",", "_", ":", "_").Replace(name)
+	if cfg.ConnectionAttributes != "" {
+		attr = cfg.ConnectionAttributes + "," + attr
+	}
+	cfg.ConnectionAttributes = attr
 }
 
 // PostgresAddr names the server and database for logs, without secrets.
