@@ -9,9 +9,11 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/migrun/migrun/dburl"
 	"github.com/migrun/migrun/internal/redact"
+	"github.com/migrun/migrun/lock"
 	"github.com/migrun/migrun/pending"
 )
 
@@ -133,6 +135,16 @@ func parseRun(args []string, environ map[string]string, usage io.Writer) (*runCo
 	if err := c.NotifySettings.validate(p); err != nil {
 		return c, err
 	}
+	if c.LockMode != "none" {
+		if _, err := lock.TimingFor(c.lockOptions("", nil)); err != nil {
+			var te *lock.TimingError
+			if errors.As(err, &te) {
+				return c, p.invalid(&c.DeadHolderTimeout, "too short for MIGRUN_KEEPALIVE_INTERVAL=%s and MIGRUN_STOP_TIMEOUT=%s: make it at least %s, or shorten those",
+					time.Duration(c.KeepAlive), time.Duration(c.StopTimeout), te.Min)
+			}
+			return c, err
+		}
+	}
 	if c.url, err = parseDatabase(p, &c.DatabaseSettings, c.LockMode != "none" || bool(c.SkipIfCurrent)); err != nil {
 		return c, err
 	}
@@ -145,6 +157,34 @@ func parseRun(args []string, environ map[string]string, usage io.Writer) (*runCo
 		}
 	}
 	return c, nil
+}
+
+// stopMargin is how much sooner than the lock's deadline the command is
+// told to stop, beyond its own stop timeout: time for SIGKILL to land.
+const stopMargin = time.Second
+
+// lockOptions are the lock's options from the settings.
+func (c *runConfig) lockOptions(identity string, log *slog.Logger) lock.Options {
+	return lock.Options{
+		Name:              c.LockName,
+		Mode:              lock.Mode(c.LockMode),
+		ConnectTimeout:    time.Duration(c.ConnectTimeout),
+		KeepAlive:         time.Duration(c.KeepAlive),
+		DeadHolderTimeout: time.Duration(c.DeadHolderTimeout),
+		StopLead:          time.Duration(c.StopTimeout) + stopMargin,
+		Identity:          identity,
+		Logger:            log,
+	}
+}
+
+// truncateName bounds a session name to 63 bytes, PostgreSQL's limit for
+// application_name, without splitting a character.
+func truncateName(s string) string {
+	for len(s) > 63 {
+		_, size := utf8.DecodeLastRuneInString(s)
+		s = s[:len(s)-size]
+	}
+	return s
 }
 
 // lockElsewhere says, when the lock's database was given apart from the

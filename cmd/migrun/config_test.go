@@ -154,6 +154,7 @@ func TestSettingErrors(t *testing.T) {
 		{name: "not a duration", args: []string{"--connect-timeout=soon"}, env: map[string]string{"DATABASE_URL": pgURL}, want: `--connect-timeout="soon": not a duration (want e.g. 30s, 10m, 1h30m)`},
 		{name: "negative", args: []string{"--lock-timeout=-1s"}, env: map[string]string{"DATABASE_URL": pgURL}, want: `--lock-timeout="-1s": a duration must not be negative`},
 		{name: "zero", env: map[string]string{"DATABASE_URL": pgURL, "MIGRUN_CONNECT_TIMEOUT": "0s"}, want: `MIGRUN_CONNECT_TIMEOUT="0s": must be positive`},
+		{name: "a dead-holder timeout with no room", env: map[string]string{"DATABASE_URL": pgURL, "MIGRUN_DEAD_HOLDER_TIMEOUT": "10s"}, want: `MIGRUN_DEAD_HOLDER_TIMEOUT="10s": too short for MIGRUN_KEEPALIVE_INTERVAL=5s and MIGRUN_STOP_TIMEOUT=10s: make it at least 24s, or shorten those`},
 		{name: "unknown flag", args: []string{"--frobnicate"}, env: map[string]string{"DATABASE_URL": pgURL}, want: "unknown flag --frobnicate (see migrun run --help)"},
 		{name: "unknown lock mode", env: map[string]string{"DATABASE_URL": pgURL, "MIGRUN_LOCK_MODE": "table"}, want: `MIGRUN_LOCK_MODE="table": want session, transaction or none`},
 		{name: "unknown notify policy", env: map[string]string{"DATABASE_URL": pgURL, "MIGRUN_NOTIFY": "sometimes"}, want: `MIGRUN_NOTIFY="sometimes": want always, changes, failures or never`},

@@ -94,13 +94,7 @@ func (r *run) execute(ctx context.Context) {
 	sigs, stopWatching := watchSignals()
 	defer stopWatching()
 
-	locker, err := lock.New(r.cfg.url, lock.Options{
-		Name:           r.cfg.LockName,
-		Mode:           lock.Mode(r.cfg.LockMode),
-		ConnectTimeout: time.Duration(r.cfg.ConnectTimeout),
-		KeepAlive:      time.Duration(r.cfg.KeepAlive),
-		Logger:         r.log,
-	})
+	locker, err := lock.New(r.cfg.url, r.cfg.lockOptions(r.identity(), r.log))
 	if err != nil {
 		r.fail(report.ConfigError, err)
 		return
@@ -337,17 +331,43 @@ func supervise(proc *runner.Process, sigs <-chan os.Signal, lost <-chan struct{}
 
 // lockLost reacts to the lock being lost while the command runs: by
 // default the command is stopped before another runner can take the lock.
+//
+// The lock says by when the command must have stopped: a lock the server
+// says is gone (or whose connection is) may be taken by another runner at
+// once, so the command is killed at once; a lock not confirmed for long is
+// still safe until shortly before the server could free it, so the command
+// gets SIGTERM and MIGRUN_STOP_TIMEOUT, but never past that moment, before
+// SIGKILL.
 func (r *run) lockLost(locker lock.Locker, proc *runner.Process) {
-	why := errString(locker.Err())
+	err := locker.Err()
+	why := errString(err)
 	r.res.Lock.Lost = r.scrub.String(why)
 	if r.cfg.OnLockLost == "continue" {
 		r.log.Error("lock lost while the command runs; letting it finish (MIGRUN_ON_LOCK_LOST=continue): another runner may start migrating", "lock", locker.String(), "err", why)
 		return
 	}
-	grace := time.Duration(r.cfg.StopTimeout)
-	r.log.Error("lock lost while the command runs; stopping the command before another runner can take the lock", "lock", locker.String(), "err", why, "grace", grace)
 	r.res.Lock.CommandStopped = true
+	grace := time.Duration(r.cfg.StopTimeout)
+	var lost *lock.LostError
+	if errors.As(err, &lost) {
+		grace = min(grace, time.Until(lost.StopBy))
+	}
+	if grace <= 0 {
+		r.log.Error("lock lost while the command runs; killing the command before another runner can take the lock", "lock", locker.String(), "err", why)
+		if err := proc.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
+			r.log.Warn("killing the command failed", "err", err)
+		}
+		return
+	}
+	r.log.Error("lock not confirmed while the command runs; stopping the command before the database could free the lock", "lock", locker.String(), "err", why, "grace", grace)
 	go proc.Stop(grace)
+}
+
+// identity names this run in the database: PostgreSQL's application_name
+// and MySQL's program_name show it, so an operator sees whose session holds
+// the lock (issue 13).
+func (r *run) identity() string {
+	return fmt.Sprintf("migrun %s %d", r.res.Host, os.Getpid())
 }
 
 // record fills in the result from how the command ended, started then.
@@ -399,6 +419,12 @@ func (r *run) fail(outcome report.Outcome, err error) {
 // asked, a RUBYOPT that makes Ruby write its output at once.
 func (r *run) commandEnv() (map[string]string, func()) {
 	environ := withoutSecrets(r.environ, r.cfg.parsed.settings)
+	// The migration's own sessions say whose they are too, where the
+	// client reads it from the environment (libpq: PGAPPNAME); the app's
+	// own name is kept.
+	if environ["PGAPPNAME"] == "" {
+		environ["PGAPPNAME"] = truncateName(fmt.Sprintf("migrun command %s %d", r.res.Host, os.Getpid()))
+	}
 	cleanup := func() {}
 	if r.cfg.RubySync {
 		opt, remove, err := rails.SyncOutput(environ["RUBYOPT"])
