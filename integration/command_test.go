@@ -70,19 +70,21 @@ func TestExitStatus(t *testing.T) {
 }
 
 // TestOutput: output streams through and is captured, stdout and stderr
-// interleaved, and empty output becomes the configured text.
+// in the order written (one pipe), or live apart with
+// MIGRUN_SEPARATE_STDERR; empty output becomes the configured text.
 func TestOutput(t *testing.T) {
 	sqlite := "sqlite3:" + filepath.Join(t.TempDir(), "db.sqlite3")
-	res := invocation{env: map[string]string{"DATABASE_URL": sqlite}, args: []string{"--", "sh", "-c", "echo one; echo two >&2; echo three"}}.run(t)
-	if res.status != 0 || res.stdout != "one\nthree\n" || !strings.Contains(res.stderr, "two\n") {
+	script := []string{"--", "sh", "-c", "echo one; echo two >&2; echo three"}
+	res := invocation{env: map[string]string{"DATABASE_URL": sqlite}, args: script}.run(t)
+	if res.status != 0 || res.stdout != "one\ntwo\nthree\n" || strings.Contains(res.stderr, "two\n") {
 		t.Fatalf("status %d stdout %q stderr %q", res.status, res.stdout, res.stderr)
 	}
-	// stdout and stderr are two pipes: lines written microseconds apart to
-	// different streams may arrive in either order, each stream's own never.
-	captured := res.termination[strings.Index(res.termination, "output (tail):"):]
-	one, two, three := strings.Index(captured, "one\n"), strings.Index(captured, "two\n"), strings.Index(captured, "three\n")
-	if one < 0 || two < 0 || three < one {
+	if !strings.Contains(res.termination, "output (tail):\none\ntwo\nthree\n") {
 		t.Errorf("termination log:\n%s", res.termination)
+	}
+	apart := invocation{env: map[string]string{"DATABASE_URL": sqlite, "MIGRUN_SEPARATE_STDERR": "true"}, args: script}.run(t)
+	if apart.status != 0 || apart.stdout != "one\nthree\n" || !strings.Contains(apart.stderr, "two\n") {
+		t.Fatalf("separate stderr: status %d stdout %q stderr %q", apart.status, apart.stdout, apart.stderr)
 	}
 
 	empty := invocation{env: map[string]string{"DATABASE_URL": sqlite, "MIGRUN_EMPTY_OUTPUT": "Nothing to do"}, args: []string{"--", "sh", "-c", "echo '  '"}}.run(t)

@@ -155,8 +155,9 @@ func TestRailsFailingMigration(t *testing.T) {
 			if res.status != 1 {
 				t.Fatalf("exit status %d, want 1:\n%s%s", res.status, res.stdout, res.stderr)
 			}
-			if !strings.Contains(res.stderr, "kaboom") {
-				t.Errorf("the Rails error did not reach stderr:\n%s", res.stderr)
+			// Both streams go live to migrun's stdout, in order.
+			if !strings.Contains(res.stdout, "kaboom") {
+				t.Errorf("the Rails error did not reach the live output:\n%s", res.stdout)
 			}
 			for _, want := range []string{"failed (exit 1)", "kaboom", "StandardError"} {
 				if !strings.Contains(res.termination, want) {

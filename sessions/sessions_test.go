@@ -157,8 +157,8 @@ func TestApply(t *testing.T) {
 		},
 		{
 			name: "postgres URL untouched by the MySQL part, mysql2 by the PostgreSQL part", settings: both, pg: pg15,
-			env:  map[string]string{"DATABASE_URL": pgURL + "?wait_timeout=1", "OTHER_DATABASE_URL": mysqlURL + "?options=-c%20x%3D1"},
-			want: map[string]string{"DATABASE_URL": pgURL + "?wait_timeout=1", "OTHER_DATABASE_URL": mysqlURL + "?options=-c%20x%3D1&wait_timeout=28&" + initLock, "PGOPTIONS": pg15Options},
+			env:  map[string]string{"DATABASE_URL": pgURL + "?sslmode=disable", "OTHER_DATABASE_URL": mysqlURL + "?encoding=utf8mb4"},
+			want: map[string]string{"DATABASE_URL": pgURL + "?sslmode=disable", "OTHER_DATABASE_URL": mysqlURL + "?encoding=utf8mb4&wait_timeout=28&" + initLock, "PGOPTIONS": pg15Options},
 		},
 	}
 	for _, tt := range tests {
