@@ -122,3 +122,15 @@ func TestSignalForwarded(t *testing.T) {
 		t.Errorf("next runner exited %d:\n%s", next.status, next.stderr)
 	}
 }
+
+// TestProgressLines: while the command runs, a line at
+// MIGRUN_PROGRESS_INTERVAL says how long it has run and which migration
+// Rails last started.
+func TestProgressLines(t *testing.T) {
+	sqlite := "sqlite3:" + filepath.Join(t.TempDir(), "db.sqlite3")
+	res := invocation{env: map[string]string{"DATABASE_URL": sqlite, "MIGRUN_PROGRESS_INTERVAL": "300ms"},
+		args: []string{"--", "sh", "-c", "echo '== 20240101000000 CreateUsers: migrating ====='; sleep 2"}}.run(t)
+	if res.status != 0 || !strings.Contains(res.stderr, `msg="command running"`) || !strings.Contains(res.stderr, `migration="20240101000000 CreateUsers"`) {
+		t.Fatalf("exit %d, no progress line naming the migration:\n%s", res.status, res.stderr)
+	}
+}

@@ -311,6 +311,13 @@ func CatchSIGPIPE() {
 	})
 }
 
+// Output is the output captured so far, bounded as Result.Output is: for
+// progress reports while the command runs.
+func (p *Process) Output() string {
+	out, _ := p.capture.result()
+	return out
+}
+
 // Pid is the command's process id, which is also its process group id.
 func (p *Process) Pid() int { return p.child.pid }
 

@@ -530,6 +530,19 @@ func TestCaptureKeepsWriteOrder(t *testing.T) {
 	}
 }
 
+// TestOutputWhileRunning: what the command printed so far can be read
+// while it runs (for progress lines).
+func TestOutputWhileRunning(t *testing.T) {
+	live := newWatchWriter()
+	p := startShell(t, `echo first; echo ready; sleep 30`, Options{Stdout: live})
+	live.waitFor(t, "ready")
+	if got := p.Output(); got != "first\nready\n" {
+		t.Errorf("Output() = %q", got)
+	}
+	_ = p.Signal(syscall.SIGKILL)
+	waitResult(t, p)
+}
+
 func TestDrainTimeout(t *testing.T) {
 	// The background sleep keeps the output pipes open after the shell exits.
 	r := runShell(t, `sleep 30 & echo "$!"; echo hi`, Options{DrainTimeout: 300 * time.Millisecond})

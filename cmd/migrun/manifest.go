@@ -72,7 +72,7 @@ func manifestMain(ctx context.Context, args []string, environ map[string]string,
 	sigs, stopWatching := watchSignals()
 	defer stopWatching()
 	res := report.Result{}
-	res.Outcome, res.ExitCode, res.Signal = commandOutcome(supervise(proc, sigs, nil, nil, nil))
+	res.Outcome, res.ExitCode, res.Signal = commandOutcome(supervise(proc, supervision{sigs: sigs}))
 	if res.Outcome == report.Succeeded {
 		fmt.Fprintf(stderr, "migrun: manifest written to %s (%s)\n", cfg.Manifest, strings.Join(command, " "))
 	}

@@ -300,33 +300,71 @@ func (r *run) runCommand(locker lock.Locker, env []string, sigs <-chan os.Signal
 	snapshot := *r.res
 	snapshot.Attempts = []report.Attempt{{Started: started, ExitCode: -1}}
 	r.notifier.commandStarted(context.Background(), snapshot)
-	out := supervise(proc, sigs, locker.Lost(), func() { r.lockLost(locker, proc) }, r.log)
+	out := supervise(proc, supervision{
+		sigs:     sigs,
+		lost:     locker.Lost(),
+		onLost:   func() { r.lockLost(locker, proc) },
+		every:    time.Duration(r.cfg.ProgressInterval),
+		progress: func() { r.progress(proc, started) },
+		log:      r.log,
+	})
 	r.notifier.commandEnded()
 	r.record(out, started)
 }
 
-// supervise waits for the command, forwarding the signals migrun gets to
-// it, and calling onLost once if lost closes first. log may be nil.
-func supervise(proc *runner.Process, sigs <-chan os.Signal, lost <-chan struct{}, onLost func(), log *slog.Logger) runner.Result {
+// supervision is what watching a running command involves besides
+// waiting for it; every part is optional.
+type supervision struct {
+	sigs     <-chan os.Signal // forwarded to the command
+	lost     <-chan struct{}  // onLost is called once when it closes
+	onLost   func()
+	every    time.Duration // progress is called this often
+	progress func()
+	log      *slog.Logger
+}
+
+// supervise waits for the command, forwarding signals to it and reporting
+// as s says.
+func supervise(proc *runner.Process, s supervision) runner.Result {
+	log := s.log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	done := make(chan runner.Result, 1)
 	go func() { done <- proc.Wait() }()
+	var tick <-chan time.Time
+	if s.progress != nil && s.every > 0 {
+		t := time.NewTicker(s.every)
+		defer t.Stop()
+		tick = t.C
+	}
+	lost := s.lost
 	for {
 		select {
-		case sig := <-sigs:
+		case sig := <-s.sigs:
 			log.Info("forwarding signal to the command", "signal", sig.String())
 			if err := proc.Signal(sig.(syscall.Signal)); err != nil && !errors.Is(err, os.ErrProcessDone) {
 				log.Warn("forwarding signal failed", "signal", sig.String(), "err", err)
 			}
 		case <-lost:
 			lost = nil
-			onLost()
+			s.onLost()
+		case <-tick:
+			s.progress()
 		case out := <-done:
 			return out
 		}
 	}
+}
+
+// progress is the line that says, while the command runs, how long it
+// has run and which migration Rails last started.
+func (r *run) progress(proc *runner.Process, started time.Time) {
+	attrs := []any{"running", time.Since(started)}
+	if _, current := rails.ParseRun(proc.Output()); current != nil {
+		attrs = append(attrs, "migration", current.Version+" "+current.Name)
+	}
+	r.log.Info("command running", attrs...)
 }
 
 // lockLost reacts to the lock being lost while the command runs: by
