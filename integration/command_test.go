@@ -23,6 +23,7 @@ func TestExitStatus(t *testing.T) {
 		args   []string
 		status int
 		term   string // in the termination log
+		says   string // in stderr: the one line names the setting and the fix
 	}{
 		{name: "success", args: []string{"--", "true"}, status: 0, term: "succeeded"},
 		{name: "failure", args: []string{"--", "sh", "-c", "echo broke >&2; exit 3"}, status: 3, term: "failed (exit 3)"},
@@ -40,6 +41,23 @@ func TestExitStatus(t *testing.T) {
 		{name: "malformed webhook", env: map[string]string{"SLACK_WEBHOOK_URL": "hooks.slack.com/services/BadInputHook"}, args: []string{"--", "true"}, status: 64},
 		{name: "empty command", args: []string{"--", ""}, status: 64},
 		{name: "no lock", env: map[string]string{"DATABASE_URL": "", "MIGRUN_LOCK_MODE": "none"}, args: []string{"--", "true"}, status: 0},
+		// Issue 15's rows: each a one-line error naming the setting and the fix.
+		{name: "a misspelt sslmode", env: map[string]string{"DATABASE_URL": "postgres://u:BadInputPw2@127.0.0.1:1/db?sslmode=disabled"}, args: []string{"--", "true"}, status: 64,
+			says: `DATABASE_URL: invalid database URL: sslmode="disabled" is not one of disable, allow, prefer, require, verify-ca, verify-full`},
+		{name: "an unknown URL parameter", env: map[string]string{"DATABASE_URL": "postgres://u:BadInputPw3@127.0.0.1:1/db?foo=bar"}, args: []string{"--", "true"}, status: 64,
+			says: `unknown query parameter "foo"`},
+		{name: "mysql://", env: map[string]string{"DATABASE_URL": "mysql://u:BadInputPw4@127.0.0.1:1/db"}, args: []string{"--", "true"}, status: 64,
+			says: "Rails has no mysql adapter: write mysql2://"},
+		{name: "a sqlite3 URL with a host", env: map[string]string{"DATABASE_URL": "sqlite3://db/x.sqlite3"}, args: []string{"--", "true"}, status: 64,
+			says: "write sqlite3:db/x.sqlite3"},
+		{name: "a duration flag without a unit", args: []string{"--lock-timeout", "5", "--", "true"}, status: 64,
+			says: `--lock-timeout="5": a duration needs a unit, e.g. 5s or 5m`},
+		{name: "a duration variable without a unit", env: map[string]string{"MIGRUN_LOCK_TIMEOUT": "5"}, args: []string{"--", "true"}, status: 64,
+			says: `MIGRUN_LOCK_TIMEOUT="5": a duration needs a unit, e.g. 5s or 5m`},
+		{name: "an upper-case log format", env: map[string]string{"MIGRUN_LOG_FORMAT": "JSON"}, args: []string{"--", "true"}, status: 0},
+		{name: "a plain http webhook", env: map[string]string{"SLACK_WEBHOOK_URL": "http://hooks.slack.com/services/BadInputHook2"}, args: []string{"--", "true"}, status: 64,
+			says: "SLACK_WEBHOOK_URL: the Slack webhook URL is malformed: it must start with https:// (http:// only to localhost)"},
+		{name: "migrun alone", args: []string{}, status: 64, says: "Usage:"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -55,8 +73,11 @@ func TestExitStatus(t *testing.T) {
 			if !strings.Contains(res.termination, tt.term) {
 				t.Errorf("termination log lacks %q:\n%s", tt.term, res.termination)
 			}
-			if tt.status == 64 && strings.Count(strings.TrimSpace(res.stderr), "\n") != 0 {
+			if tt.status == 64 && tt.name != "migrun alone" && strings.Count(strings.TrimSpace(res.stderr), "\n") != 0 {
 				t.Errorf("usage error is not one line:\n%s", res.stderr)
+			}
+			if !strings.Contains(res.stderr, tt.says) {
+				t.Errorf("stderr does not say %q:\n%s", tt.says, res.stderr)
 			}
 			if strings.Contains(res.all(), "BadInput") {
 				t.Errorf("a secret leaked:\n%s", res.all())

@@ -65,8 +65,8 @@ func (inv invocation) start(t *testing.T) *running {
 	t.Helper()
 	term := filepath.Join(t.TempDir(), "termination-log")
 	args := inv.args
-	if len(args) == 0 {
-		args = []string{"run"} // the default command: bundle exec rails db:migrate
+	if args == nil {
+		args = []string{"run"} // the default command: bundle exec rails db:migrate (an empty, non-nil args is migrun alone)
 	}
 	cmd := exec.Command(migrunBin, args...)
 	cmd.Dir = inv.dir
