@@ -579,6 +579,12 @@ func TestTimingFor(t *testing.T) {
 	if t2, _ := TimingFor(Options{DeadHolderTimeout: 30900 * time.Millisecond}); t2.ServerBound != 28*time.Second {
 		t.Errorf("ServerBound for 30.9s = %v, want whole seconds (28s)", t2.ServerBound)
 	}
+	if _, err := TimingFor(Options{DeadHolderTimeout: MaxDeadHolderTimeout + time.Second}); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("TimingFor(over the most) = %v, want ErrUnsupported", err)
+	}
+	if _, err := TimingFor(Options{DeadHolderTimeout: MaxDeadHolderTimeout}); err != nil {
+		t.Errorf("TimingFor(the most) = %v", err)
+	}
 	// An unset dead-holder timeout fits the keep-alive it is given.
 	if t3, err := TimingFor(Options{KeepAlive: 10 * time.Second}); err != nil || t3.ServerBound != 32*time.Second {
 		t.Errorf("TimingFor(keep-alive 10s) = %+v, %v; want the least dead-holder timeout that fits, 34s (ServerBound 32s)", t3, err)

@@ -140,6 +140,9 @@ const (
 	DefaultDeadHolderTimeout = 30 * time.Second
 	DefaultStopLead          = 11 * time.Second
 	DefaultIdentity          = "migrun"
+	// MaxDeadHolderTimeout is the longest the kernel's keep-alive
+	// settings can keep (about 9 hours).
+	MaxDeadHolderTimeout = dbconn.MaxDeadPeerBound + serverSlack
 )
 
 // Fixed parts of the timing.
@@ -216,6 +219,9 @@ func TimingFor(opts Options) (Timing, error) {
 	opts = opts.withDefaults()
 	if opts.KeepAlive < 0 || opts.StopLead < 0 {
 		return Timing{}, fmt.Errorf("%w: negative keep-alive interval %s or stop lead %s", ErrUnsupported, opts.KeepAlive, opts.StopLead)
+	}
+	if opts.DeadHolderTimeout > MaxDeadHolderTimeout {
+		return Timing{}, fmt.Errorf("%w: dead-holder timeout %s is over the most TCP keep-alive can keep, %s", ErrUnsupported, opts.DeadHolderTimeout, MaxDeadHolderTimeout)
 	}
 	l := (opts.DeadHolderTimeout - serverSlack).Truncate(time.Second)
 	least := minDeadHolder(opts.KeepAlive, opts.StopLead)
