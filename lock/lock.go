@@ -114,12 +114,15 @@ type LostError struct {
 	Cause error
 	// Definite: the server said the lock is gone, or the connection is
 	// (closed, reset, FATAL). Otherwise the lock has not been confirmed
-	// for Unconfirmed, and the server may free it at StopBy.
+	// for Unconfirmed (as of the report), and the server may free it a
+	// second after StopBy.
 	Definite    bool
 	Unconfirmed time.Duration
 	// StopBy is when the command must have stopped: for a definite loss
 	// the moment it was found; otherwise the earliest the server could
-	// free the lock, less a second.
+	// free the lock, less a second (Timing.Fence after the send of the
+	// last answered check). It may be past already when migrun itself
+	// was paused.
 	StopBy time.Time
 }
 
@@ -127,7 +130,7 @@ func (e *LostError) Error() string {
 	if e.Definite {
 		return fmt.Sprintf("lock connection lost: %s: %v", e.Lock, e.Cause)
 	}
-	return fmt.Sprintf("lock not confirmed for %s: %s: %v; the database may free it from %s: the command must have stopped by then",
+	return fmt.Sprintf("lock not confirmed for %s: %s: %v; the command must have stopped by %s, a second before the database may free the lock",
 		e.Unconfirmed.Round(100*time.Millisecond), e.Lock, e.Cause, e.StopBy.Format("15:04:05.000Z07:00"))
 }
 
