@@ -169,8 +169,9 @@ const (
 type Timing struct {
 	// ServerBound (L) = DeadHolderTimeout − 2 s, in whole seconds. The
 	// lock's session asks the server to end it after L without a word
-	// from migrun (PostgreSQL: tcp_user_timeout L, keep-alive probes from
-	// L/2 on, one a second; MySQL/MariaDB: wait_timeout L). So the server
+	// from migrun (PostgreSQL: tcp_user_timeout L, keep-alive probes one
+	// a second from L/2 on, see dbconn.DeadPeerWithin; MySQL/MariaDB:
+	// wait_timeout L). So the server
 	// frees the lock of a holder that fell silent no sooner than L after
 	// the holder's last answered check was sent, and no later than L + 1 s
 	// after its last packet: within DeadHolderTimeout of vanishing.
