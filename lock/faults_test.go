@@ -490,10 +490,7 @@ func TestSessionSettings(t *testing.T) {
 			switch l := l.(type) {
 			case *pgLocker:
 				var names []string
-				for _, s := range pgSettings(timing) {
-					if s.name == "transaction_timeout" { // PostgreSQL 17+
-						continue
-					}
+				for _, s := range pgSettings(timing, serverMajor(l.conn.PgConn())) {
 					names = append(names, fmt.Sprintf("current_setting('%s')", s.name))
 					want = append(want, s.value)
 				}
@@ -544,9 +541,15 @@ func TestPgBouncer(t *testing.T) {
 			bouncer := srv.PgBouncer(t, tt.pool, 4)
 			db, _ := srv.CreateDatabase(t)
 			u := mustParse(t, bouncer.URL(db))
-			first := newLocker(t, u, tt.mode, "app")
+			log, logs := capture()
+			opts := testOptions("app", tt.mode)
+			opts.Logger = log
+			first := newLockerWith(t, u, opts)
 			if err := lockWithin(t, first, 30*time.Second); err != nil {
 				t.Fatalf("Lock() = %v", err)
+			}
+			if pooled := strings.Contains(logs.String(), "through a pooler"); pooled != (tt.mode == ModeSession) {
+				t.Errorf("pooler noticed: %v, want %v (session mode only):\n%s", pooled, tt.mode == ModeSession, logs)
 			}
 			if err := lockWithin(t, newLocker(t, u, tt.mode, "app"), time.Second); !errors.Is(err, ErrTimeout) {
 				t.Fatalf("second Lock() = %v, want ErrTimeout", err)
@@ -575,6 +578,12 @@ func TestTimingFor(t *testing.T) {
 	}
 	if t2, _ := TimingFor(Options{DeadHolderTimeout: 30900 * time.Millisecond}); t2.ServerBound != 28*time.Second {
 		t.Errorf("ServerBound for 30.9s = %v, want whole seconds (28s)", t2.ServerBound)
+	}
+	if _, err := TimingFor(Options{DeadHolderTimeout: MaxDeadHolderTimeout + time.Second}); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("TimingFor(over the most) = %v, want ErrUnsupported", err)
+	}
+	if _, err := TimingFor(Options{DeadHolderTimeout: MaxDeadHolderTimeout}); err != nil {
+		t.Errorf("TimingFor(the most) = %v", err)
 	}
 	// An unset dead-holder timeout fits the keep-alive it is given.
 	if t3, err := TimingFor(Options{KeepAlive: 10 * time.Second}); err != nil || t3.ServerBound != 32*time.Second {

@@ -57,15 +57,16 @@ type keepAlive struct {
 
 	lostCh chan struct{}
 
-	mu    sync.Mutex // guards the fields below
-	state lockState
-	err   *LostError
-
+	// Set by start.
 	stopOnce sync.Once
 	stop     chan struct{}      // closed by halt
 	stopIdle context.CancelFunc // ends an idle wait at once
 	abort    context.CancelFunc // gives up a check in flight (closing the connection)
 	done     chan struct{}      // closed when the loop has returned
+
+	mu    sync.Mutex // guards the fields below
+	state lockState
+	err   *LostError
 }
 
 func newKeepAlive(t Timing, log *slog.Logger, what string) *keepAlive {
@@ -193,8 +194,8 @@ func (k *keepAlive) run(s heldSession, confirmed time.Time, idleCtx, life contex
 		}
 		now := time.Now()
 		if failed && !now.Before(reportAt) && now.Sub(until) < t.WakeGrace/2 {
-			// Checks kept failing until the report time; waking late
-			// instead (migrun paused) would earn a fresh check first.
+			// Checks kept failing until the report time. (Waking late
+			// instead, migrun having been paused, earns a fresh check.)
 			k.loseUnconfirmed(confirmed, now)
 			return
 		}
@@ -207,49 +208,10 @@ func (k *keepAlive) run(s heldSession, confirmed time.Time, idleCtx, life contex
 			res <- checkResult{ours, err}
 		}()
 		k.setState(unknown)
-		// Report at the planned time, but never before the check had a
-		// fair chance: after migrun was paused, the confirmation is old
-		// and the report time past.
-		deadline := later(reportAt, sent.Add(t.WakeGrace))
-		timer := time.NewTimer(time.Until(deadline))
-		if k.freeze != nil {
-			k.freeze("check")
+		r, ok := k.await(res, confirmed, sent)
+		if !ok {
+			return
 		}
-		var r checkResult
-	wait:
-		for {
-			select {
-			case r = <-res:
-				break wait
-			case <-k.stop:
-				r = <-res // halt bounds this, giving the check up when out of time
-				timer.Stop()
-				if r.err == nil && r.ours {
-					k.setState(held)
-				}
-				return
-			case <-timer.C:
-				// (Not the channel's value: that is when the timer was due.)
-				now := time.Now()
-				if now.Sub(deadline) > t.WakeGrace/2 {
-					// The timer fired late: migrun itself was paused, and
-					// the answer may be waiting to be read. Give it time.
-					deadline = now.Add(t.WakeGrace)
-					timer.Reset(t.WakeGrace)
-					continue
-				}
-				k.loseUnconfirmed(confirmed, now)
-				// Lost is final; wait for the check so that halt finds
-				// the connection idle (or gives the check up).
-				select {
-				case <-res:
-				case <-k.stop:
-					<-res
-				}
-				return
-			}
-		}
-		timer.Stop()
 		switch {
 		case r.err != nil && s.gone(r.err):
 			k.loseDefinitely(r.err)
@@ -274,6 +236,52 @@ func (k *keepAlive) run(s heldSession, confirmed time.Time, idleCtx, life contex
 		watch = !(early && r.err == nil)
 		if !time.Now().Before(confirmed.Add(t.StopAfterUnconfirmed)) {
 			next = time.Now() // an old confirmation (migrun was paused): confirm afresh at once
+		}
+	}
+}
+
+// await waits for the answer to the check sent at sent. It reports the
+// lock Lost if the answer has not come by the report time (the last
+// confirmation's StopAfterUnconfirmed), though never before the check
+// had WakeGrace: after migrun was paused the report time is past. It
+// returns false when the keep-alive is to end: halted, or reported.
+func (k *keepAlive) await(res <-chan checkResult, confirmed, sent time.Time) (checkResult, bool) {
+	t := k.timing
+	deadline := later(confirmed.Add(t.StopAfterUnconfirmed), sent.Add(t.WakeGrace))
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	if k.freeze != nil {
+		k.freeze("check")
+	}
+	for {
+		select {
+		case r := <-res:
+			return r, true
+		case <-k.stop:
+			r := <-res // halt bounds this, giving the check up when out of time
+			if r.err == nil && r.ours {
+				k.setState(held)
+			}
+			return r, false
+		case <-timer.C:
+			// (Not the channel's value: that is when the timer was due.)
+			now := time.Now()
+			if now.Sub(deadline) > t.WakeGrace/2 {
+				// The timer fired late: migrun itself was paused, and the
+				// answer may be waiting to be read. Give it time.
+				deadline = now.Add(t.WakeGrace)
+				timer.Reset(t.WakeGrace)
+				continue
+			}
+			k.loseUnconfirmed(confirmed, now)
+			// Lost is final; wait for the check so that halt finds the
+			// connection idle (or gives the check up).
+			select {
+			case <-res:
+			case <-k.stop:
+				<-res
+			}
+			return checkResult{}, false
 		}
 	}
 }

@@ -114,12 +114,15 @@ type LostError struct {
 	Cause error
 	// Definite: the server said the lock is gone, or the connection is
 	// (closed, reset, FATAL). Otherwise the lock has not been confirmed
-	// for Unconfirmed, and the server may free it at StopBy.
+	// for Unconfirmed (as of the report), and the server may free it a
+	// second after StopBy.
 	Definite    bool
 	Unconfirmed time.Duration
 	// StopBy is when the command must have stopped: for a definite loss
 	// the moment it was found; otherwise the earliest the server could
-	// free the lock, less a second.
+	// free the lock, less a second (Timing.Fence after the send of the
+	// last answered check). It may be past already when migrun itself
+	// was paused.
 	StopBy time.Time
 }
 
@@ -127,7 +130,7 @@ func (e *LostError) Error() string {
 	if e.Definite {
 		return fmt.Sprintf("lock connection lost: %s: %v", e.Lock, e.Cause)
 	}
-	return fmt.Sprintf("lock not confirmed for %s: %s: %v; the database may free it from %s: the command must have stopped by then",
+	return fmt.Sprintf("lock not confirmed for %s: %s: %v; the command must have stopped by %s, a second before the database may free the lock",
 		e.Unconfirmed.Round(100*time.Millisecond), e.Lock, e.Cause, e.StopBy.Format("15:04:05.000Z07:00"))
 }
 
@@ -140,6 +143,9 @@ const (
 	DefaultDeadHolderTimeout = 30 * time.Second
 	DefaultStopLead          = 11 * time.Second
 	DefaultIdentity          = "migrun"
+	// MaxDeadHolderTimeout is the longest the kernel's keep-alive
+	// settings can keep (about 9 hours).
+	MaxDeadHolderTimeout = dbconn.MaxDeadPeerBound + serverSlack
 )
 
 // Fixed parts of the timing.
@@ -163,8 +169,9 @@ const (
 type Timing struct {
 	// ServerBound (L) = DeadHolderTimeout − 2 s, in whole seconds. The
 	// lock's session asks the server to end it after L without a word
-	// from migrun (PostgreSQL: tcp_user_timeout L, keep-alive probes from
-	// L/2 on, one a second; MySQL/MariaDB: wait_timeout L). So the server
+	// from migrun (PostgreSQL: tcp_user_timeout L, keep-alive probes one
+	// a second from L/2 on, see dbconn.DeadPeerWithin; MySQL/MariaDB:
+	// wait_timeout L). So the server
 	// frees the lock of a holder that fell silent no sooner than L after
 	// the holder's last answered check was sent, and no later than L + 1 s
 	// after its last packet: within DeadHolderTimeout of vanishing.
@@ -216,6 +223,9 @@ func TimingFor(opts Options) (Timing, error) {
 	opts = opts.withDefaults()
 	if opts.KeepAlive < 0 || opts.StopLead < 0 {
 		return Timing{}, fmt.Errorf("%w: negative keep-alive interval %s or stop lead %s", ErrUnsupported, opts.KeepAlive, opts.StopLead)
+	}
+	if opts.DeadHolderTimeout > MaxDeadHolderTimeout {
+		return Timing{}, fmt.Errorf("%w: dead-holder timeout %s is over the most TCP keep-alive can keep, %s", ErrUnsupported, opts.DeadHolderTimeout, MaxDeadHolderTimeout)
 	}
 	l := (opts.DeadHolderTimeout - serverSlack).Truncate(time.Second)
 	least := minDeadHolder(opts.KeepAlive, opts.StopLead)

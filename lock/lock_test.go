@@ -437,3 +437,11 @@ func TestMySQLLockName(t *testing.T) {
 		seen[got] = true
 	}
 }
+
+func TestMajorVersion(t *testing.T) {
+	for v, want := range map[string]int{"15.13 (Debian 15.13-0+deb12u1)": 15, "9.6.24": 9, "17beta1": 17, "": 0, "x": 0} {
+		if got := majorVersion(v); got != want {
+			t.Errorf("majorVersion(%q) = %d, want %d", v, got, want)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -42,11 +43,12 @@ type pgLocker struct {
 	// without them (warned once).
 	noSettings bool
 	// settings are the session's settings as the server showed them
-	// after setting them; tcp: it sees a TCP client, where the tcp_*
-	// ones apply.
+	// after setting them.
 	settings map[string]string
-	tcp      bool
 	warned   bool
+	// pooled: the backend is not the one the connection's startup named:
+	// a pooler or proxy is in between.
+	pooled bool
 }
 
 // pollInterval bounds how long a session-mode waiter relies on the
@@ -93,7 +95,7 @@ func (p *pgLocker) connect(ctx context.Context) error {
 		if err != nil {
 			return dbconn.ClassifyPostgres(err, cfg)
 		}
-		p.conn, p.listening, p.fresh, p.settings = conn, false, true, nil
+		p.conn, p.listening, p.fresh, p.settings, p.pooled = conn, false, true, nil, false
 		return nil
 	})
 }
@@ -171,41 +173,50 @@ type tryResult struct {
 	ok         bool
 	pid        int32
 	upFor      time.Duration // since the server started; -1 if unknown
-	tcp        bool          // the server sees a TCP client, where its tcp_* settings apply
 	sent, answ time.Time
 }
 
 // try makes one attempt, holding no transaction or snapshot afterwards
 // unless it got the lock in transaction mode. It is one round trip: the
 // session's settings (on a fresh connection, or inside the transaction)
-// and the attempt in one simple-protocol message.
+// and the attempt in one simple-protocol message; behind a pooler, two.
 func (p *pgLocker) try(ctx context.Context) (tryResult, error) {
 	var sql strings.Builder
 	withSettings := !p.noSettings && (p.fresh || p.opts.Mode == ModeTransaction)
-	if p.opts.Mode == ModeSession {
-		if withSettings {
-			// Only in the server session we connected to: through a
-			// pooler (which makes up its own backend key) a session
-			// setting could stay on a server connection other clients
-			// get next.
-			sql.WriteString(pgSettingsSQL(p.timing, false, p.conn.PgConn().PID()) + ";\n")
-		}
-		// A session lock is re-entrant: through a transaction pooler, a
-		// server session that already holds it for another runner would
-		// grant it again. A fresh connection of ours never holds it, so a
-		// session that does is shared, and this one statement (one server
-		// session even through a pooler) refuses instead of taking it.
-		fmt.Fprintf(&sql, "SELECT CASE WHEN EXISTS (%s) THEN NULL ELSE pg_try_advisory_lock(%d, %d) END", p.heldHere(), p.k1, p.k2)
-	} else {
+	var settings []pgSetting
+	direct := p.conn.PgConn().PID() // the backend we connected to, unless a pooler made it up
+	if withSettings {
+		settings = pgSettings(p.timing, serverMajor(p.conn.PgConn()))
+	}
+	switch {
+	case p.opts.Mode == ModeTransaction:
 		// Read committed: the transaction that holds the lock keeps no
 		// snapshot between its statements, whatever the role's default.
 		sql.WriteString("BEGIN ISOLATION LEVEL READ COMMITTED;\n")
 		if withSettings {
-			sql.WriteString(pgSettingsSQL(p.timing, true, 0) + ";\n")
+			sql.WriteString(pgSettingsSQL(settings, true, 0) + ";\n")
 		}
 		fmt.Fprintf(&sql, "SELECT pg_try_advisory_xact_lock(%d, %d)", p.k1, p.k2)
+	case !p.pooled:
+		// In the backend we connected to, which is new and cannot hold
+		// the lock yet. The settings, too, only there: through a pooler
+		// a session setting could stay on a server connection other
+		// clients get next.
+		if withSettings {
+			sql.WriteString(pgSettingsSQL(settings, false, direct) + ";\n")
+		}
+		fmt.Fprintf(&sql, "SELECT CASE WHEN pg_backend_pid() = %d THEN pg_try_advisory_lock(%d, %d) END", direct, p.k1, p.k2)
+	default:
+		// Behind a pooler. A session lock is re-entrant: through a
+		// transaction pooler, a server session that already holds it for
+		// another runner would grant it again. A fresh connection of ours
+		// never holds it, so a session that does is shared, and this one
+		// statement (one server session even through a pooler) refuses
+		// instead of taking it. (Reading pg_locks costs milliseconds in
+		// a new backend: the direct case does without.)
+		fmt.Fprintf(&sql, "SELECT CASE WHEN EXISTS (%s) THEN NULL ELSE pg_try_advisory_lock(%d, %d) END", p.heldHere(), p.k1, p.k2)
 	}
-	sql.WriteString(", pg_backend_pid(), extract(epoch FROM now() - pg_postmaster_start_time()), inet_client_addr() IS NOT NULL")
+	sql.WriteString(", pg_backend_pid(), extract(epoch FROM now() - pg_postmaster_start_time())")
 
 	sctx, cancel, err := p.budget.statement(ctx, 0)
 	if err != nil {
@@ -236,25 +247,32 @@ func (p *pgLocker) try(ctx context.Context) (tryResult, error) {
 	r.answ = time.Now()
 	p.budget.answered(r.answ)
 	last := results[len(results)-1]
-	if len(last.Rows) != 1 || len(last.Rows[0]) != 4 {
+	if len(last.Rows) != 1 || len(last.Rows[0]) != 3 {
 		return tryResult{}, fmt.Errorf("unexpected answer to the lock attempt: %d rows", len(last.Rows))
 	}
 	row := last.Rows[0]
-	if row[0] == nil {
-		return tryResult{}, errPooled
-	}
-	r.ok = string(row[0]) == "t"
 	pid, err := strconv.ParseInt(string(row[1]), 10, 32)
 	if err != nil {
 		return tryResult{}, fmt.Errorf("unexpected backend pid %q", row[1])
 	}
 	r.pid = int32(pid)
+	if p.opts.Mode == ModeSession && row[0] == nil {
+		if p.pooled {
+			return tryResult{}, errPooled
+		}
+		// Not the backend we connected to: a pooler or proxy is in
+		// between. Try its way (nothing was taken, nothing set).
+		p.pooled = true
+		p.opts.Logger.Info("connected through a pooler or proxy: the lock's session settings are left alone (on a pooled server connection they would outlive migrun's); the pooler's own timeouts apply",
+			"lock", p.String())
+		return p.try(ctx)
+	}
+	r.ok = string(row[0]) == "t"
 	if secs, err := strconv.ParseFloat(string(row[2]), 64); err == nil {
 		r.upFor = time.Duration(secs * float64(time.Second))
 	}
-	r.tcp = string(row[3]) == "t"
 	if withSettings && len(results) >= 2 {
-		p.settings, p.tcp = settingsOf(results[len(results)-2]), r.tcp
+		p.settings = settingsOf(results[len(results)-2], settings)
 	}
 	if !r.ok && p.opts.Mode == ModeTransaction {
 		if err := p.exec(ctx, "ROLLBACK"); err != nil {
@@ -276,52 +294,79 @@ func failedAt(results []*pgconn.Result) int {
 	return len(results)
 }
 
-// pgSetting is one setting of the lock's session.
-type pgSetting struct{ name, value string }
+// pgSetting is one setting of the lock's session, in the server
+// versions that have it (set_config of an unknown name fails the whole
+// message).
+type pgSetting struct {
+	name, value string
+	since       int // major version
+}
 
 // pgSettings make the lock's session end for nothing but a vanished
 // client: no statement, lock, idle or transaction timeout, and the
 // server's dead-client detection set to ServerBound (see
-// dbconn.DeadPeer). Values are in the settings' base units, as the
-// server shows them back.
-func pgSettings(t Timing) []pgSetting {
+// dbconn.DeadPeer); those a server of major version has (0: unknown,
+// taken as the oldest supported). Values are in the settings' base
+// units, as the server shows them back.
+func pgSettings(t Timing, major int) []pgSetting {
 	dp := dbconn.DeadPeerWithin(t.ServerBound)
-	return []pgSetting{
-		{"statement_timeout", "0"},
-		{"lock_timeout", "0"},
-		{"idle_in_transaction_session_timeout", "0"},
-		{"idle_session_timeout", "0"}, // PostgreSQL 14+
-		{"transaction_timeout", "0"},  // PostgreSQL 17+
-		{"tcp_keepalives_idle", strconv.Itoa(int(dp.Idle / time.Second))},
-		{"tcp_keepalives_interval", strconv.Itoa(int(dp.Interval / time.Second))},
-		{"tcp_keepalives_count", strconv.Itoa(dp.Count)},
-		{"tcp_user_timeout", strconv.Itoa(int(dp.UserTimeout / time.Millisecond))}, // PostgreSQL 12+
+	all := []pgSetting{
+		{"statement_timeout", "0", 0},
+		{"lock_timeout", "0", 0},
+		{"idle_in_transaction_session_timeout", "0", 0},
+		{"idle_session_timeout", "0", 14},
+		{"transaction_timeout", "0", 17},
+		{"tcp_keepalives_idle", strconv.Itoa(int(dp.Idle / time.Second)), 0},
+		{"tcp_keepalives_interval", strconv.Itoa(int(dp.Interval / time.Second)), 0},
+		{"tcp_keepalives_count", strconv.Itoa(dp.Count), 0},
+		{"tcp_user_timeout", strconv.Itoa(int(dp.UserTimeout / time.Millisecond)), 12},
 	}
+	var out []pgSetting
+	for _, s := range all {
+		if s.since <= major {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
-// pgSettingsSQL sets pgSettings that the server has (set_config of an
-// unknown name would fail the whole message), for the transaction when
-// local, and, when pid is not 0, only in the backend of that pid. It
-// returns each setting's name and value as the server shows it after:
-// for the tcp_* ones, what the socket really has.
-func pgSettingsSQL(t Timing, local bool, pid uint32) string {
-	var values []string
-	for _, s := range pgSettings(t) {
-		values = append(values, fmt.Sprintf("('%s', '%s')", s.name, s.value))
+// serverMajor is the server's major version, from the server_version
+// it reported at connection; 0 if unknown.
+func serverMajor(c *pgconn.PgConn) int { return majorVersion(c.ParameterStatus("server_version")) }
+
+// majorVersion reads "15.13 (Debian ...)", "9.6.24", "17beta1".
+func majorVersion(v string) int {
+	end := strings.IndexFunc(v, func(r rune) bool { return r < '0' || r > '9' })
+	if end >= 0 {
+		v = v[:end]
 	}
-	sql := fmt.Sprintf("SELECT name, set_config(name, value, %t) FROM (VALUES %s) AS s(name, value) WHERE current_setting(name, true) IS NOT NULL",
-		local, strings.Join(values, ", "))
+	n, _ := strconv.Atoi(v)
+	return n
+}
+
+// pgSettingsSQL sets settings, for the transaction when local, and, when
+// pid is not 0, only in the backend of that pid. Its one row shows each
+// setting as the server has it after: for the tcp_* ones, what the
+// socket really has.
+func pgSettingsSQL(settings []pgSetting, local bool, pid uint32) string {
+	calls := make([]string, len(settings))
+	for i, s := range settings {
+		calls[i] = fmt.Sprintf("set_config('%s', '%s', %t)", s.name, s.value, local)
+	}
+	sql := "SELECT " + strings.Join(calls, ", ")
 	if pid != 0 {
-		sql += fmt.Sprintf(" AND pg_backend_pid() = %d", pid)
+		sql += fmt.Sprintf(" WHERE pg_backend_pid() = %d", pid)
 	}
 	return sql
 }
 
-func settingsOf(r *pgconn.Result) map[string]string {
+// settingsOf reads pgSettingsSQL's answer: the value of each setting
+// by name (none if it ran in no backend).
+func settingsOf(r *pgconn.Result, settings []pgSetting) map[string]string {
 	out := map[string]string{}
-	for _, row := range r.Rows {
-		if len(row) == 2 {
-			out[string(row[0])] = string(row[1])
+	if len(r.Rows) == 1 && len(r.Rows[0]) == len(settings) {
+		for i, s := range settings {
+			out[s.name] = string(r.Rows[0][i])
 		}
 	}
 	return out
@@ -333,11 +378,12 @@ func (p *pgLocker) warnUnprotected() {
 		return
 	}
 	p.warned = true
+	_, unix := p.conn.PgConn().Conn().(*net.UnixConn)
 	var off []string
-	for _, s := range pgSettings(p.timing) {
+	for _, s := range pgSettings(p.timing, serverMajor(p.conn.PgConn())) {
 		v, ok := p.settings[s.name]
-		if !ok || (strings.HasPrefix(s.name, "tcp_") && !p.tcp) {
-			continue // not on this server; or not over TCP, where the OS closes a dead client's socket
+		if !ok || (strings.HasPrefix(s.name, "tcp_") && unix) {
+			continue // not set; or over a unix socket, whose end the OS sees
 		}
 		if v != s.value {
 			off = append(off, fmt.Sprintf("%s is %s, not %s", s.name, v, s.value))
@@ -413,10 +459,10 @@ func (p *pgLocker) dropBroken(err error) error {
 // holds the lock through the takeover guard when one is due.
 func (p *pgLocker) acquired(ctx context.Context, got tryResult, firstAfterLoss bool) error {
 	p.held, p.pid = true, got.pid
-	// The backend's pid is the one the server gave at connection unless
-	// a pooler or proxy is in between (PgBouncer makes up its own): only
-	// then is the lock checked from a second transaction.
-	if p.opts.Mode == ModeSession && uint32(got.pid) != p.conn.PgConn().PID() {
+	// Behind a pooler or proxy (the backend's pid is not the one the
+	// connection's startup named: PgBouncer makes up its own), the lock
+	// is checked from a second transaction.
+	if p.opts.Mode == ModeSession && p.pooled {
 		ours, err := p.sameSession(ctx)
 		if err != nil {
 			p.Unlock(context.WithoutCancel(ctx))
@@ -425,11 +471,6 @@ func (p *pgLocker) acquired(ctx context.Context, got tryResult, firstAfterLoss b
 		if !ours {
 			p.Unlock(context.WithoutCancel(ctx))
 			return errPooled
-		}
-		if !p.warned {
-			p.warned = true
-			p.opts.Logger.Info("connected through a pooler or proxy: the lock's session settings are left alone (on a pooled server connection they would outlive migrun's); the pooler's own timeouts apply",
-				"lock", p.String())
 		}
 	}
 	p.warnUnprotected()

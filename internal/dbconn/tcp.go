@@ -29,11 +29,24 @@ type DeadPeer struct {
 	UserTimeout time.Duration // TCP_USER_TIMEOUT
 }
 
-// DeadPeerWithin splits bound (whole seconds, at least 2 s) into DeadPeer
-// settings: probes from half the bound on, one a second.
+// Linux's limits on the keep-alive settings (MAX_TCP_KEEPIDLE,
+// MAX_TCP_KEEPCNT): a socket refuses more.
+const (
+	maxKeepIdle  = 32767
+	maxKeepCount = 127
+)
+
+// MaxDeadPeerBound is the longest bound DeadPeerWithin can keep: the
+// longest silence before the first probe, and the most probes a second.
+const MaxDeadPeerBound = (maxKeepIdle + maxKeepCount) * time.Second
+
+// DeadPeerWithin splits bound (whole seconds, at least 2 s, at most
+// MaxDeadPeerBound) into DeadPeer settings: probes one a second from
+// half the bound on, or from 127 s before it when the bound is longer
+// (a socket takes no more probes than that).
 func DeadPeerWithin(bound time.Duration) DeadPeer {
-	secs := max(int(bound/time.Second), 2)
-	idle := secs / 2
+	secs := min(max(int(bound/time.Second), 2), int(MaxDeadPeerBound/time.Second))
+	idle := max(secs/2, secs-maxKeepCount)
 	return DeadPeer{
 		Idle:        time.Duration(idle) * time.Second,
 		Interval:    time.Second,
