@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -154,4 +155,24 @@ func TestProgressLines(t *testing.T) {
 	if res.status != 0 || !strings.Contains(res.stderr, `msg="command running"`) || !strings.Contains(res.stderr, `migration="20240101000000 CreateUsers"`) {
 		t.Fatalf("exit %d, no progress line naming the migration:\n%s", res.status, res.stderr)
 	}
+}
+
+// TestUnreachableLogsWithBackoff: a wrong port logs once with the retry
+// budget and the setting that sets it, then with backoff, not once per
+// attempt; exit 69 at the budget.
+func TestUnreachableLogsWithBackoff(t *testing.T) {
+	url := fmt.Sprintf("postgres://u:BadInputPw9@127.0.0.1:%d/db", closedPort(t))
+	res := invocation{env: map[string]string{"DATABASE_URL": url, "MIGRUN_CONNECT_TIMEOUT": "8s"}, args: []string{"run", "--", "true"}}.run(t)
+	if res.status != 69 {
+		t.Fatalf("exit %d, want 69:\n%s", res.status, res.stderr)
+	}
+	lines := strings.Count(res.stderr, "not reachable")
+	first := res.stderr[:strings.Index(res.stderr, "not reachable")+200]
+	if !strings.Contains(first, "MIGRUN_CONNECT_TIMEOUT") || !strings.Contains(first, "for=") {
+		t.Errorf("the first retry line says neither the budget nor the setting:\n%s", res.stderr)
+	}
+	if lines > 5 {
+		t.Errorf("%d retry lines in 8 s, want a few:\n%s", lines, res.stderr)
+	}
+	assertNoSecret(t, "BadInputPw9", res)
 }

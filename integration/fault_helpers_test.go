@@ -59,6 +59,7 @@ type faults struct {
 const (
 	defaultDeadHolder = 30 * time.Second
 	defaultStop       = 10 * time.Second
+	defaultKeepAlive  = 5 * time.Second
 )
 
 // shortFaults keep most rows fast: D=12s, K=1s, G=3s.
@@ -87,18 +88,19 @@ func (f faults) stopTimeout() time.Duration {
 	return f.stop
 }
 
+// env sets all three, the defaults included: the other integration tests'
+// runs get short ones (invocation.start), and a fault row's runners must
+// all share the row's.
 func (f faults) env() map[string]string {
-	env := map[string]string{}
-	for name, d := range map[string]time.Duration{
-		"MIGRUN_DEAD_HOLDER_TIMEOUT": f.dead,
-		"MIGRUN_KEEPALIVE_INTERVAL":  f.keepAlive,
-		"MIGRUN_STOP_TIMEOUT":        f.stop,
-	} {
-		if d != 0 {
-			env[name] = d.String()
-		}
+	keepAlive := f.keepAlive
+	if keepAlive == 0 {
+		keepAlive = defaultKeepAlive
 	}
-	return env
+	return map[string]string{
+		"MIGRUN_DEAD_HOLDER_TIMEOUT": f.deadHolder().String(),
+		"MIGRUN_KEEPALIVE_INTERVAL":  keepAlive.String(),
+		"MIGRUN_STOP_TIMEOUT":        f.stopTimeout().String(),
+	}
 }
 
 // merge is the union of envs; later ones win.

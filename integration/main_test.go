@@ -76,6 +76,13 @@ func (inv invocation) start(t *testing.T) *running {
 		"MIGRUN_TERMINATION_LOG=" + term,
 		"MIGRUN_CONNECT_TIMEOUT=20s",
 		"MIGRUN_LOCK_TIMEOUT=5m",
+		// The throwaway servers are young: a runner on a server up for
+		// less than the takeover guard (D − 2 s) waits it out. A short
+		// dead-holder bound keeps that wait short; the fault tests set
+		// their own (and the defaults in some rows).
+		"MIGRUN_DEAD_HOLDER_TIMEOUT=7s",
+		"MIGRUN_KEEPALIVE_INTERVAL=1s",
+		"MIGRUN_STOP_TIMEOUT=1s",
 	}
 	for k, v := range inv.env {
 		cmd.Env = append(cmd.Env, k+"="+v)

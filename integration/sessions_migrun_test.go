@@ -45,6 +45,7 @@ func TestSessionsThroughMigrun(t *testing.T) {
 				env["MIGRUN_LOCK_MODE"] = "transaction"
 			}
 			env["MIGRUN_DDL_LOCK_TIMEOUT"] = "3s"
+			env["MIGRUN_DEAD_HOLDER_TIMEOUT"] = "30s" // the default, which the numbers above follow
 			res := invocation{dir: app, env: env}.run(t)
 			if res.status != 0 {
 				t.Fatalf("exit %d:\n%s%s", res.status, res.stdout, res.stderr)

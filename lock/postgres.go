@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/migrun/migrun/dburl"
+	"github.com/migrun/migrun/internal/backoff"
 	"github.com/migrun/migrun/internal/dbconn"
 )
 
@@ -104,9 +105,9 @@ func (p *pgLocker) Lock(ctx context.Context) error {
 	p.budget = newBudget(p.opts.ConnectTimeout, dbconn.PostgresAddr(p.u))
 	// Transaction mode can only poll: start often, back off to the bound.
 	// Session mode is woken by NOTIFY and polls only for a dead holder.
-	backoff := 50 * time.Millisecond
+	poll := backoff.New(50*time.Millisecond, pollInterval)
 	if p.opts.Mode == ModeSession {
-		backoff = pollInterval
+		poll = backoff.New(pollInterval, pollInterval)
 	}
 	announced := false
 	for {
@@ -155,7 +156,7 @@ func (p *pgLocker) Lock(ctx context.Context) error {
 			p.opts.Logger.Info("lock is held by another runner; waiting", "lock", p.String())
 			announced = true
 		}
-		if err := p.waitTurn(ctx, dbconn.Jitter(backoff)); err != nil {
+		if err := p.waitTurn(ctx, poll.Next()); err != nil {
 			if ctx.Err() != nil {
 				p.close()
 				return ctxErr(ctx)
@@ -164,7 +165,6 @@ func (p *pgLocker) Lock(ctx context.Context) error {
 				return err
 			}
 		}
-		backoff = min(backoff*2, pollInterval)
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -16,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/migrun/migrun/internal/backoff"
 	"github.com/migrun/migrun/report"
 )
 
@@ -55,7 +55,7 @@ func (s *sender) send(ctx context.Context, attempt func(context.Context) error) 
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	backoff := firstBackoff
+	schedule := backoff.New(firstBackoff, maxBackoff)
 	for n := 1; ; n++ {
 		actx, acancel := context.WithTimeout(ctx, s.attemptTimeout)
 		err := attempt(actx)
@@ -79,8 +79,7 @@ func (s *sender) send(ctx context.Context, attempt func(context.Context) error) 
 		}
 		wait := retry.after
 		if wait <= 0 {
-			wait = jitter(backoff)
-			backoff = min(backoff*2, maxBackoff)
+			wait = schedule.Next()
 		}
 		if deadline, _ := ctx.Deadline(); time.Until(deadline) <= wait {
 			return giveUp(fmt.Sprintf("the next attempt, in %s, would be past the %s bound", wait.Round(time.Millisecond), s.timeout))
@@ -102,11 +101,6 @@ func attempts(n int) string {
 		return "1 attempt"
 	}
 	return strconv.Itoa(n) + " attempts"
-}
-
-// jitter spreads d by ±20%, so Pods that failed together retry apart.
-func jitter(d time.Duration) time.Duration {
-	return d*4/5 + rand.N(d*2/5+1)
 }
 
 // retryable marks a failure worth another attempt.

@@ -166,7 +166,10 @@ func (r *run) probeSessions(ctx context.Context) <-chan sessions.Postgres {
 			// The server may still be starting (the lock waits for it too):
 			// ask again within the connect timeout.
 			var pg sessions.Postgres
-			err := dbconn.Retry(ctx, time.Duration(r.cfg.ConnectTimeout), r.log, dbconn.PostgresAddr(u), func(ctx context.Context) error {
+			// Quietly: the lock's own connection says when the database
+			// is not reachable.
+			quiet := slog.New(slog.DiscardHandler)
+			err := dbconn.Retry(ctx, time.Duration(r.cfg.ConnectTimeout), quiet, dbconn.PostgresAddr(u), func(ctx context.Context) error {
 				var err error
 				pg, err = sessions.Probe(ctx, u)
 				return err

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/migrun/migrun/internal/backoff"
 	"github.com/migrun/migrun/internal/dbconn"
 	"github.com/migrun/migrun/pending"
 	"github.com/migrun/migrun/report"
@@ -61,7 +62,7 @@ func waitUntilCurrent(ctx context.Context, cfg *waitConfig, environ map[string]s
 	ctx, release := cancelOnSignal(ctx, sigs)
 	defer release()
 
-	backoff := 100 * time.Millisecond
+	poll := backoff.New(100*time.Millisecond, 2*time.Second)
 	progress := time.NewTicker(time.Duration(cfg.ProgressInterval))
 	defer progress.Stop()
 	last := ""
@@ -92,7 +93,7 @@ func waitUntilCurrent(ctx context.Context, cfg *waitConfig, environ map[string]s
 				last = now
 			}
 		}
-		t := time.NewTimer(backoff)
+		t := time.NewTimer(poll.Next())
 		select {
 		case <-ctx.Done():
 		case <-t.C:
@@ -103,7 +104,6 @@ func waitUntilCurrent(ctx context.Context, cfg *waitConfig, environ map[string]s
 			}
 		}
 		t.Stop()
-		backoff = min(backoff*2, 2*time.Second)
 	}
 }
 

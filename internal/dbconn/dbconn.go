@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"os"
 	"strconv"
@@ -25,6 +24,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/migrun/migrun/dburl"
+	"github.com/migrun/migrun/internal/backoff"
 )
 
 // Errors callers branch on.
@@ -56,9 +56,13 @@ func Retry(ctx context.Context, timeout time.Duration, log *slog.Logger, what st
 // RetryUntil is Retry with the time to give up at: a caller that was
 // already waiting for the database (the lock, after a connection broke)
 // spends what is left of its budget, not a new one.
+//
+// The first failure is logged with the budget and the setting that sets
+// it; later ones only at attempts 2, 4, 8, ...: a wrong port is a few lines,
+// not one per attempt.
 func RetryUntil(ctx context.Context, deadline time.Time, log *slog.Logger, what string, dial func(ctx context.Context) error) error {
 	start := time.Now()
-	backoff := 250 * time.Millisecond
+	wait := backoff.New(250*time.Millisecond, 2*time.Second)
 	for attempt := 1; ; attempt++ {
 		attemptTimeout := min(time.Until(deadline), MaxAttemptTimeout)
 		if attemptTimeout < 100*time.Millisecond {
@@ -80,21 +84,20 @@ func RetryUntil(ctx context.Context, deadline time.Time, log *slog.Logger, what 
 		if time.Until(deadline) <= 0 {
 			return fmt.Errorf("%w: connect to %s: gave up after %s (%d attempts): %w", ErrUnavailable, what, time.Since(start).Round(100*time.Millisecond), attempt, err)
 		}
-		log.Info("database not reachable yet; retrying", "database", what, "attempt", attempt, "err", err)
-		t := time.NewTimer(min(Jitter(backoff), time.Until(deadline)))
+		switch {
+		case attempt == 1:
+			log.Info("database not reachable yet; retrying (MIGRUN_CONNECT_TIMEOUT bounds it)", "database", what, "for", time.Until(deadline), "err", err)
+		case attempt&(attempt-1) == 0:
+			log.Info("database still not reachable; retrying", "database", what, "attempts", attempt, "waited", time.Since(start), "left", time.Until(deadline), "err", err)
+		}
+		t := time.NewTimer(min(wait.Next(), time.Until(deadline)))
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return ctx.Err()
 		case <-t.C:
 		}
-		backoff = min(backoff*2, 2*time.Second)
 	}
-}
-
-// Jitter spreads d by ±20%, so runners woken together do not retry in step.
-func Jitter(d time.Duration) time.Duration {
-	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
 }
 
 // pgParams are the URL parameters that mean something to libpq and pgx;
