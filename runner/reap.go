@@ -37,8 +37,8 @@ var children = struct {
 	byPid map[int]*child
 }{byPid: map[int]*child{}}
 
-// reapedLocked records that c was reaped; children.mu must be held.
-func (c *child) reapedLocked(e exit) {
+// markReapedLocked records how c ended, once reaped; children.mu must be held.
+func (c *child) markReapedLocked(e exit) {
 	c.reaped = true
 	c.exit = e
 	delete(children.byPid, c.pid)
@@ -62,16 +62,16 @@ func (c *child) wait(log *slog.Logger) exit {
 	}
 	children.Lock()
 	if !c.reaped {
-		c.reapLocked()
+		c.reapNowLocked()
 	}
 	children.Unlock()
 	<-c.done
 	return c.exit
 }
 
-// reapLocked reaps c, which waitid reported waitable (or gone);
+// reapNowLocked reaps c, which waitid reported waitable (or gone);
 // children.mu must be held.
-func (c *child) reapLocked() {
+func (c *child) reapNowLocked() {
 	for {
 		var e exit
 		pid, err := unix.Wait4(c.pid, &e.status, unix.WNOHANG, &e.rusage)
@@ -86,7 +86,7 @@ func (c *child) reapLocked() {
 		case pid != c.pid:
 			e.err = fmt.Errorf("reap pid %d: not exited", c.pid)
 		}
-		c.reapedLocked(e)
+		c.markReapedLocked(e)
 		return
 	}
 }
@@ -165,7 +165,7 @@ func reapAllWaitable(log *slog.Logger) {
 		}
 		e.at = time.Now()
 		if c := children.byPid[pid]; c != nil {
-			c.reapedLocked(e)
+			c.markReapedLocked(e)
 			continue
 		}
 		log.Debug("reaped an orphan", "pid", pid, "status", describeStatus(e.status))
