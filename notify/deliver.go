@@ -37,6 +37,24 @@ type sender struct {
 	secret         *strings.Replacer
 }
 
+// newSender is a sender with the defaults for what is not set.
+func newSender(what string, timeout, attemptTimeout time.Duration, client *http.Client, log *slog.Logger, secrets ...string) sender {
+	s := sender{what: what, timeout: timeout, attemptTimeout: attemptTimeout, client: client, log: log, secret: secretScrubber(secrets...)}
+	if s.timeout <= 0 {
+		s.timeout = DefaultTimeout
+	}
+	if s.attemptTimeout <= 0 {
+		s.attemptTimeout = DefaultAttemptTimeout
+	}
+	if s.client == nil {
+		s.client = noRedirects()
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	return s
+}
+
 // noRedirects is the default client: a redirect would carry a webhook URL
 // along in Referer, and a webhook that redirects is a configuration error
 // anyway.

@@ -33,7 +33,6 @@ const (
 	maxLinkLine  = 5*report.MaxLink + maxLinkLabel + len("<|>")
 	maxField     = 500 // each attachment field
 	maxMigFields = 2000
-	markerRoom   = 100 // the omission marker
 	fences       = "```\n" + "\n```"
 	// outputBudget is the least room the output has: what MaxText leaves
 	// after the longest lines above it and the fences. The output takes
@@ -68,15 +67,21 @@ func BuildMessage(r report.Result, o Options) *slack.WebhookMessage {
 	text.WriteString(codeBlock(r.Output, budget))
 	text.WriteString("\n```")
 
+	return message(o, text.String(), color(r), r.Headline(), fields(r))
+}
+
+// message is a Slack message as migrun posts them: the text, and one
+// attachment whose bar and fields carry the details.
+func message(o Options, text, color, fallback string, fields []slack.AttachmentField) *slack.WebhookMessage {
 	return &slack.WebhookMessage{
 		Channel:   o.Channel,
 		Username:  o.Username,
 		IconEmoji: o.IconEmoji,
-		Text:      text.String(),
+		Text:      text,
 		Attachments: []slack.Attachment{{
-			Color:    color(r),
-			Fallback: escapeWithin(r.Headline(), maxField),
-			Fields:   fields(r),
+			Color:    color,
+			Fallback: escapeWithin(fallback, maxField),
+			Fields:   fields,
 		}},
 	}
 }
@@ -115,17 +120,7 @@ func buildRunningMessage(r report.Result, o Options) *slack.WebhookMessage {
 	f = appendField(f, "Namespace", r.Namespace, true)
 	f = appendField(f, "App", r.App, true)
 	f = appendField(f, "Revision", r.Revision, true)
-	return &slack.WebhookMessage{
-		Channel:   o.Channel,
-		Username:  o.Username,
-		IconEmoji: o.IconEmoji,
-		Text:      text.String(),
-		Attachments: []slack.Attachment{{
-			Color:    runningColor,
-			Fallback: escapeWithin(r.RunningHeadline(), maxField),
-			Fields:   f,
-		}},
-	}
+	return message(o, text.String(), runningColor, r.RunningHeadline(), f)
 }
 
 // buildFinishedNotice is what the running notice becomes once the run has
@@ -242,21 +237,7 @@ func codeBlock(output string, budget int) string {
 	if strings.TrimSpace(output) == "" {
 		return noOutput
 	}
-	if cost(output) > budget {
-		head := prefixWithin(output, budget/3)
-		if i := strings.LastIndexByte(head, '\n'); i >= len(head)/2 {
-			head = head[:i+1] // end on a whole line when one is near
-		}
-		tail := suffixWithin(output[len(head):], budget-cost(head)-markerRoom)
-		if i := strings.IndexByte(tail, '\n'); i >= 0 && i < len(tail)/2 {
-			tail = tail[i+1:]
-		}
-		marker := fmt.Sprintf("[... migrun: %d bytes omitted ...]\n", len(output)-len(head)-len(tail))
-		if !strings.HasSuffix(head, "\n") {
-			marker = "\n" + marker
-		}
-		output = head + marker + tail
-	}
+	output, _ = report.CutMiddle(output, budget, runeCost)
 	return breakFences(escape(output))
 }
 
@@ -276,7 +257,7 @@ func escapeWithin(s string, max int) string {
 	if cost(s) <= max {
 		return escape(s)
 	}
-	return escape(prefixWithin(s, max-len("…"))) + "…"
+	return escape(report.PrefixCosting(s, max-len("…"), runeCost)) + "…"
 }
 
 // breakFences puts a zero-width space between backticks, so no three
@@ -319,33 +300,6 @@ func cost(s string) int {
 		n += runeCost(r)
 	}
 	return n
-}
-
-// prefixWithin is the longest prefix of s costing at most budget.
-func prefixWithin(s string, budget int) string {
-	n := 0
-	for i, r := range s {
-		n += runeCost(r)
-		if n > budget {
-			return s[:i]
-		}
-	}
-	return s
-}
-
-// suffixWithin is the longest suffix of s costing at most budget.
-func suffixWithin(s string, budget int) string {
-	n := 0
-	i := len(s)
-	for i > 0 {
-		r, size := utf8.DecodeLastRuneInString(s[:i])
-		n += runeCost(r)
-		if n > budget {
-			break
-		}
-		i -= size
-	}
-	return s[i:]
 }
 
 func oneLine(s string) string {

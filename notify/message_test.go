@@ -228,7 +228,7 @@ func FuzzBuildMessage(f *testing.F) {
 		if len(m.Text) > MaxText {
 			t.Fatalf("text has %d bytes", len(m.Text))
 		}
-		if !strings.HasPrefix(m.Text, "DB migration failed") || !strings.Contains(m.Text, "\nDB migration result: failed (exit 1) at 1 ") || !utf8.ValidString(m.Text) {
+		if !strings.HasPrefix(m.Text, "DB migration failed") || !strings.Contains(m.Text, "\nDB migration result: failed (exit 1) at 1") || !utf8.ValidString(m.Text) {
 			t.Fatalf("text: %q", m.Text)
 		}
 		shown := block(t, m.Text)

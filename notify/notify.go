@@ -90,18 +90,6 @@ func (o Options) withDefaults() Options {
 	if o.APIURL != "" && !strings.HasSuffix(o.APIURL, "/") {
 		o.APIURL += "/" // slack-go appends the method name
 	}
-	if o.Timeout <= 0 {
-		o.Timeout = DefaultTimeout
-	}
-	if o.AttemptTimeout <= 0 {
-		o.AttemptTimeout = DefaultAttemptTimeout
-	}
-	if o.HTTPClient == nil {
-		o.HTTPClient = noRedirects()
-	}
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
 	return o
 }
 
@@ -120,14 +108,8 @@ func New(o Options) (*Notifier, error) {
 		return nil, err
 	}
 	o = o.withDefaults()
-	return &Notifier{opts: o, sender: sender{
-		what:           "slack notification",
-		timeout:        o.Timeout,
-		attemptTimeout: o.AttemptTimeout,
-		client:         o.HTTPClient,
-		log:            o.Logger,
-		secret:         secretScrubber(append(urlSecrets(o.WebhookURL), o.BotToken)...),
-	}}, nil
+	return &Notifier{opts: o, sender: newSender("slack notification", o.Timeout, o.AttemptTimeout, o.HTTPClient, o.Logger,
+		append(urlSecrets(o.WebhookURL), o.BotToken)...)}, nil
 }
 
 // Posted is a running notice Slack has: Finished completes it.
@@ -195,7 +177,7 @@ func (n *Notifier) Finished(ctx context.Context, r report.Result, running *Poste
 			return err
 		})
 	}
-	ctx, cancel := context.WithTimeout(ctx, n.opts.Timeout)
+	ctx, cancel := context.WithTimeout(ctx, n.timeout)
 	defer cancel()
 	if running.channel == "" { // Slack always answers it; just in case
 		running = &Posted{channel: n.opts.Channel, ts: running.ts}
@@ -230,7 +212,7 @@ func (n *Notifier) postWebhook(ctx context.Context, msg *slack.WebhookMessage) e
 // api is a Slack Web API client for one attempt, noting each answer's
 // status and Retry-After on the way through.
 func (n *Notifier) api() (*slack.Client, *recordingClient) {
-	rec := &recordingClient{client: n.opts.HTTPClient}
+	rec := &recordingClient{client: n.client}
 	opts := []slack.Option{slack.OptionHTTPClient(rec)}
 	if n.opts.APIURL != "" {
 		opts = append(opts, slack.OptionAPIURL(n.opts.APIURL))

@@ -59,26 +59,7 @@ func NewWebhook(o WebhookOptions) (*Webhook, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
-	s := sender{
-		what:           "result webhook",
-		timeout:        o.Timeout,
-		attemptTimeout: o.AttemptTimeout,
-		client:         o.HTTPClient,
-		log:            o.Logger,
-		secret:         secretScrubber(urlSecrets(o.URL)...),
-	}
-	if s.timeout <= 0 {
-		s.timeout = DefaultTimeout
-	}
-	if s.attemptTimeout <= 0 {
-		s.attemptTimeout = DefaultAttemptTimeout
-	}
-	if s.client == nil {
-		s.client = noRedirects()
-	}
-	if s.log == nil {
-		s.log = slog.Default()
-	}
+	s := newSender("result webhook", o.Timeout, o.AttemptTimeout, o.HTTPClient, o.Logger, urlSecrets(o.URL)...)
 	return &Webhook{url: strings.TrimSpace(o.URL), sender: s}, nil
 }
 

@@ -74,19 +74,35 @@ func oneLine(s string, max int) string {
 	return truncateUTF8(s, max-len("…")) + "…"
 }
 
-// boundOutput cuts cleaned output to at most max bytes, keeping a third
-// for the head and the rest for the tail (Rails prints its error last)
-// with a marker line between; it returns the bytes it left out.
+// boundOutput cuts cleaned output to at most max bytes (CutMiddle by
+// bytes); it returns the bytes it left out.
 func boundOutput(s string, max int) (string, int) {
-	if len(s) <= max {
+	return CutMiddle(s, max, utf8.RuneLen)
+}
+
+// CutMiddle cuts s, when it costs more than budget (each character costing
+// runeCost), to a head of about a third of the budget and a tail (Rails
+// prints its error last), each ending or starting on a line break when one
+// is near, with a marker line between saying how many bytes were left out.
+// It returns the result and the bytes left out. The marker's own cost is
+// kept within a small allowance.
+func CutMiddle(s string, budget int, runeCost func(rune) int) (string, int) {
+	cost := func(s string) int {
+		n := 0
+		for _, r := range s {
+			n += runeCost(r)
+		}
+		return n
+	}
+	if cost(s) <= budget {
 		return s, 0
 	}
 	const markerRoom = 64
-	head := truncateUTF8(s, max/3)
+	head := PrefixCosting(s, budget/3, runeCost)
 	if i := strings.LastIndexByte(head, '\n'); i >= len(head)/2 {
 		head = head[:i+1] // end on a whole line when one is near
 	}
-	tail := tailUTF8(s[len(head):], max-len(head)-markerRoom)
+	tail := suffixCosting(s[len(head):], budget-cost(head)-markerRoom, runeCost)
 	if i := strings.IndexByte(tail, '\n'); i >= 0 && i < len(tail)/2 {
 		tail = tail[i+1:]
 	}
@@ -98,25 +114,33 @@ func boundOutput(s string, max int) (string, int) {
 	return head + marker + tail, omitted
 }
 
-// truncateUTF8 cuts s to at most n bytes without splitting a character.
-func truncateUTF8(s string, n int) string {
-	if len(s) <= n {
-		return s
+// PrefixCosting is the longest prefix of s costing at most budget, each
+// character costing runeCost.
+func PrefixCosting(s string, budget int, runeCost func(rune) int) string {
+	n := 0
+	for i, r := range s {
+		if n += runeCost(r); n > budget {
+			return s[:i]
+		}
 	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
+	return s
 }
 
-// tailUTF8 keeps the last n bytes of s without splitting a character.
-func tailUTF8(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	i := len(s) - n
-	for i < len(s) && !utf8.RuneStart(s[i]) {
-		i++
+// suffixCosting is the longest suffix of s costing at most budget.
+func suffixCosting(s string, budget int, runeCost func(rune) int) string {
+	n, i := 0, len(s)
+	for i > 0 {
+		r, size := utf8.DecodeLastRuneInString(s[:i])
+		if n += runeCost(r); n > budget {
+			break
+		}
+		i -= size
 	}
 	return s[i:]
 }
+
+// truncateUTF8 cuts s to at most n bytes without splitting a character.
+func truncateUTF8(s string, n int) string { return PrefixCosting(s, n, utf8.RuneLen) }
+
+// tailUTF8 keeps the last n bytes of s without splitting a character.
+func tailUTF8(s string, n int) string { return suffixCosting(s, n, utf8.RuneLen) }
