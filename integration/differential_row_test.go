@@ -130,7 +130,7 @@ func (r *diffRow) migration(rel string) {
 	r.write(rel, fmt.Sprintf("class %s < ActiveRecord::Migration[6.1]\n  def change\n  end\nend\n", class))
 }
 
-// railsCamelize is ActiveSupport's String#railsCamelize for migration names.
+// railsCamelize is ActiveSupport's String#camelize, for migration names.
 func railsCamelize(name string) string {
 	var b strings.Builder
 	for _, word := range strings.Split(name, "_") {
@@ -268,8 +268,9 @@ func (r *diffRow) configMap() {
 	}
 }
 
-// openToAll lets the nobodyUser user reach and read the app: the test's
-// temporary directories are private to root.
+// openToAll makes the row run migrun and Rails as the user nobody, and
+// lets that user reach and read the app: the test's temporary directories
+// are private to root.
 func (r *diffRow) openToAll() {
 	r.t.Helper()
 	for dir := r.app; dir != os.TempDir() && dir != "/" && dir != "."; dir = filepath.Dir(dir) {
@@ -305,9 +306,9 @@ func (r *diffRow) exec(name, statements string) {
 	r.srv.Exec(r.t, r.dbs[name], statements)
 }
 
-// applied makes table (schema_migrations unless a row says otherwise) in
-// one of the app's databases, if it is not there, and inserts versions as
-// they are written: odd spellings included.
+// applied makes table (schema_migrations, or the name a row configures)
+// in one of the app's databases, if it is not there, and inserts versions
+// as they are written: odd spellings included.
 func (r *diffRow) applied(name, table string, versions ...string) {
 	r.t.Helper()
 	stmt := fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s (version varchar(255) NOT NULL PRIMARY KEY)", table)
@@ -571,8 +572,8 @@ func (c *cpuTally) String() string {
 	return strings.Join(parts, "; ")
 }
 
-// publicCopy copies the migrun binary where the nobodyUser user can run
-// it: TestMain builds it in a directory private to root.
+// publicCopy copies the migrun binary where the user nobody can run it:
+// TestMain builds it in a directory private to root.
 func publicCopy(t *testing.T, bin string) string {
 	t.Helper()
 	dir := t.TempDir()
