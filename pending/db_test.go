@@ -256,7 +256,7 @@ func TestCheckSearchPath(t *testing.T) {
 	withYML := map[string]string{"config/database.yml": "production:\n  adapter: postgresql\n  schema_search_path: app\n"}
 	manifest := func(searchPath string) map[string]string {
 		m := rails.Manifest{
-			Format: rails.ManifestFormat, Generator: "migrun", RailsVersion: "6.1.7.10", Environment: "production",
+			Format: rails.ManifestFormat, Generator: "migrun", RailsVersion: "6.1.7.10", Environment: "production", ConfigFiles: map[string]string{"config/application.rb": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"}, // appTree writes it empty
 			Databases: []rails.ManifestDatabase{{
 				Name: "primary", SchemaMigrationsTable: "schema_migrations", SchemaSearchPath: &searchPath,
 				MigrationsPaths: []rails.ManifestPath{{Configured: "db/migrate", Path: "db/migrate", Directory: true}},

@@ -258,6 +258,15 @@ func analyzeManifest(app App, path string) Analysis {
 		a.Unsure = append(a.Unsure, fmt.Sprintf("manifest %s was written for RAILS_ENV=%s, this is %s: write it with the RAILS_ENV of the deploy", path, m.Environment, app.Environment))
 		return a
 	}
+	switch drift, err := configDrift(app.Root, app.Environment, m.ConfigFiles); {
+	case err != nil:
+		a.Unsure = append(a.Unsure, fmt.Sprintf("manifest %s: cannot compare the app's configuration with it: %v", path, err))
+	case len(drift) > 0:
+		if len(drift) > 5 {
+			drift = append(drift[:5:5], fmt.Sprintf("and %d more", len(drift)-5))
+		}
+		a.Unsure = append(a.Unsure, fmt.Sprintf("manifest %s: the app's configuration differs from when it was written (%s): %s", path, strings.Join(drift, ", "), regenerate))
+	}
 	searchFromURL := ""
 	for _, n := range m.DynamicSettings {
 		where := fmt.Sprintf("%s:%d", n.File, n.Line)

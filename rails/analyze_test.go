@@ -248,6 +248,7 @@ func TestAnalyzeManifest(t *testing.T) {
 		check    func(t *testing.T, a Analysis)
 		noWrite  bool
 		manifest string
+		after    map[string]string // files written after the manifest was
 	}{
 		{name: "up to date", check: func(t *testing.T, a Analysis) {
 			db := a.Databases[0]
@@ -313,6 +314,11 @@ func TestAnalyzeManifest(t *testing.T) {
 		{name: "another format", edit: func(m *Manifest) { m.Format = 2 }, unsure: []string{"manifest format 2, this migrun reads format 1"}},
 		{name: "an inconsistent migration", edit: func(m *Manifest) { m.Databases[0].Migrations[0].Version = "1" }, unsure: []string{`version "1", but the file name says 20240101000000`}},
 		{name: "a named manifest that is missing", noWrite: true, manifest: "elsewhere.json", unsure: []string{"elsewhere.json: not found"}},
+		{name: "a table name prefix added since", after: map[string]string{"config/application.rb": "config.active_record.table_name_prefix = 'app_'\n"},
+			unsure: []string{"the app's configuration differs from when it was written (config/application.rb changed)"}},
+		{name: "an initializer and an engine added since", after: map[string]string{"config/initializers/paths.rb": "x = 1\n", "Gemfile": "gem 'engine', path: 'engines/engine'\n"},
+			unsure: []string{"(Gemfile is new, config/initializers/paths.rb is new)"}},
+		{name: "written without config_files", edit: func(m *Manifest) { m.ConfigFiles = nil }, unsure: []string{"manifest without config_files"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -323,16 +329,20 @@ func TestAnalyzeManifest(t *testing.T) {
 				data := []byte(tt.raw)
 				if tt.raw == "" {
 					m := manifestFor()
+					var err error
+					if m.ConfigFiles, err = ConfigFingerprint(root, "production"); err != nil {
+						t.Fatal(err)
+					}
 					if tt.edit != nil {
 						tt.edit(&m)
 					}
-					var err error
 					if data, err = json.Marshal(m); err != nil {
 						t.Fatal(err)
 					}
 				}
 				writeFiles(t, root, map[string]string{DefaultManifest: string(data)})
 			}
+			writeFiles(t, root, tt.after)
 			app := tt.app
 			app.Root = root
 			app.Manifest = tt.manifest

@@ -40,6 +40,11 @@ type Manifest struct {
 	// DynamicSettings are database.yml lines whose ERB can give other
 	// databases or settings at deploy time than at build time.
 	DynamicSettings []ManifestNote `json:"dynamic_settings"`
+	// ConfigFiles are the files that decide what Rails sees (Gemfile,
+	// Gemfile.lock, config/database.yml, config/application.rb, boot.rb,
+	// environment.rb, environments/<env>.rb, initializers/**/*.rb),
+	// relative to the app root, with their SHA-256 in hex.
+	ConfigFiles map[string]string `json:"config_files"`
 }
 
 // ManifestDatabase is one database db:abort_if_pending_migrations checks.
@@ -120,6 +125,9 @@ func ParseManifest(data []byte) (*Manifest, error) {
 func (m *Manifest) Validate() error {
 	if m.Format != ManifestFormat {
 		return fmt.Errorf("manifest format %d, this migrun reads format %d: regenerate it with this migrun's script", m.Format, ManifestFormat)
+	}
+	if m.ConfigFiles == nil {
+		return errors.New("manifest without config_files (written by an older migrun): regenerate it with this migrun's script")
 	}
 	if m.Environment == "" || m.RailsVersion == "" {
 		return errors.New("manifest without environment or rails_version")

@@ -15,6 +15,7 @@
 # stops. Written for Rails 6.1 to 8.x; the comments name the Rails code
 # each step follows (activerecord/lib/active_record/...).
 
+require "digest"
 require "json"
 require "pathname"
 
@@ -53,6 +54,7 @@ module MigrunManifest
       root: root.to_s,
       databases: configs.map { |config| database(config, root) },
       dynamic_settings: dynamic_settings(root),
+      config_files: config_files(root, env),
     }
     path = File.expand_path(output, root)
     tmp = "#{path}.tmp.#{Process.pid}"
@@ -130,6 +132,22 @@ module MigrunManifest
   def relative(path, root)
     prefix = root.to_s.end_with?("/") ? root.to_s : "#{root}/"
     path.start_with?(prefix) ? path.delete_prefix(prefix) : path
+  end
+
+  # The files whose content decides what Rails sees (its configuration,
+  # initializers and gems: a table name prefix, a migrations path, an
+  # engine), with their SHA-256: migrun reads the manifest as stale when
+  # any of them differs at deploy (rails/manifest.go, ConfigFiles).
+  CONFIG_GLOBS = %w[Gemfile Gemfile.lock config/database.yml config/application.rb config/boot.rb
+                    config/environment.rb config/initializers/**/*.rb].freeze
+
+  def config_files(root, env)
+    globs = CONFIG_GLOBS + ["config/environments/#{env}.rb"]
+    Dir.chdir(root.to_s) do
+      globs.flat_map { |g| Dir[g] }.select { |f| File.file?(f) }.uniq.sort.to_h do |f|
+        [f, Digest::SHA256.file(f).hexdigest]
+      end
+    end
   end
 
   # The database.yml lines whose ERB may differ between the build and the
