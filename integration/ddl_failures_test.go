@@ -86,9 +86,7 @@ func TestDDLFailures(t *testing.T) {
 				withoutMigration(t, app, "20240102000000_add_index_to_users_email.rb")
 			}
 			db, url := srv.CreateDatabase(t)
-			if c.keepIndex {
-				// nothing of the test's own: the app's migrations are the case
-			} else if c.kind == testdb.KindPostgreSQL {
+			if c.kind == testdb.KindPostgreSQL {
 				pgExec(t, pgConn(t, url), "CREATE TABLE accounts (id int PRIMARY KEY); INSERT INTO accounts VALUES (1)")
 			} else {
 				conn := myConn(t, url)
@@ -119,7 +117,7 @@ func TestDDLFailures(t *testing.T) {
 			case "rows":
 				defer holdTransaction(t, srv, url, "SELECT * FROM accounts FOR UPDATE").release()
 			case "snapshot":
-				defer holdTransaction(t, srv, url, "BEGIN ISOLATION LEVEL REPEATABLE READ", "SELECT 1").release()
+				defer holdSnapshot(t, url).release()
 			}
 			var pg sessions.Postgres
 			if c.kind == testdb.KindPostgreSQL {
