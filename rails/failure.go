@@ -259,8 +259,11 @@ func DecideRetry(f Failure) Decision {
 		// before the first attempt, and a rerun is at best confusing.
 		log := readMigrationLog(f.Output, d.Migration)
 		if log.failing == nil || log.failing.name != "remove_index" {
-			names := strings.Join(f.InvalidIndexes, ", ")
-			return no("a cancelled CREATE INDEX CONCURRENTLY left the invalid index %s behind; run %s then run the migration again", names, dropIndexes(f.InvalidIndexes))
+			what := "the invalid index " + f.InvalidIndexes[0]
+			if len(f.InvalidIndexes) > 1 {
+				what = "the invalid indexes " + strings.Join(f.InvalidIndexes, ", ")
+			}
+			return no("a cancelled CREATE INDEX CONCURRENTLY left %s behind; run %s then run the migration again", what, dropIndexes(f.InvalidIndexes))
 		}
 		// A cancelled DROP INDEX CONCURRENTLY leaves its index invalid;
 		// the rerun's remove_index drops it.
@@ -284,12 +287,16 @@ func DecideRetry(f Failure) Decision {
 	if tx == txYes {
 		return yes("%s ran in a transaction, which the lock timeout rolled back whole", name)
 	}
-	outside := "runs outside a transaction (disable_ddl_transaction!)"
-	if d.Database == MySQL {
-		outside = "cannot be rolled back (MySQL has no transactional DDL)"
-	}
-	if tx == txUnknown {
+	var outside string
+	switch {
+	case tx == txUnknown:
 		outside = "may run outside a transaction (" + where + ")"
+	case d.Database == MySQL:
+		outside = "cannot be rolled back (MySQL has no transactional DDL)"
+	case d.Database == PostgreSQL:
+		outside = "runs outside a transaction (disable_ddl_transaction!)"
+	default:
+		outside = "runs outside a transaction"
 	}
 
 	log := readMigrationLog(f.Output, m)

@@ -132,6 +132,8 @@ func TestDecideRetry(t *testing.T) {
 			output: header + "-- add_timestamps(:users, {:null=>true})\n" + abortOutTx + myTimeout},
 		{name: "a cancelled DROP INDEX CONCURRENTLY's index is dropped by the rerun", invalid: []string{"public.index_users_on_email"}, retry: true,
 			output: header + "-- remove_index(:users, {:column=>:email, :algorithm=>:concurrently})\n" + abortOutTx + pgTimeout},
+		{name: "invalid indexes, several", invalid: []string{"public.a", "public.b"}, reason: "left the invalid indexes public.a, public.b behind; run DROP INDEX CONCURRENTLY public.a; DROP INDEX CONCURRENTLY public.b; then",
+			output: header + "-- add_index(:users, :email, {:algorithm=>:concurrently})\n" + abortOutTx + pgTimeout},
 		{name: "an invalid index not checked for", unchecked: true, reason: "may have left an invalid index, and migrun could not check",
 			output: header + "-- execute(\"CREATE INDEX CONCURRENTLY a ON users (email)\")\n" + abortOutTx + pgTimeout},
 		{name: "an invalid index is named even without Rails", invalid: []string{`"Tenant".ix`}, reason: `left the invalid index "Tenant".ix behind; run DROP INDEX CONCURRENTLY "Tenant".ix; then`,
