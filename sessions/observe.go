@@ -83,6 +83,18 @@ func Observe(u *dburl.URL, commandIdentity string, opts ObserverOptions) *Observ
 	return o
 }
 
+// CommandAppName is the application_name the command's PostgreSQL
+// sessions on u have, for Observe: the URL's application_name parameter
+// (Rails hands it to libpq, which prefers it to the environment), else
+// the command's PGAPPNAME (environ is the command's environment); "" when
+// neither names it.
+func CommandAppName(u *dburl.URL, environ map[string]string) string {
+	if name := u.Params["application_name"]; name != "" {
+		return name
+	}
+	return environ["PGAPPNAME"]
+}
+
 // Blocker is a session that blocks one of the command's sessions.
 type Blocker struct {
 	// PID is the blocking session's backend pid (PostgreSQL:

@@ -237,6 +237,18 @@ func myBlocked(t *testing.T, holderURL, waiterURL *dburl.URL) (holder, waiter in
 	return holder, waiter
 }
 
+func TestCommandAppName(t *testing.T) {
+	env := map[string]string{"PGAPPNAME": "migrun command h 1"}
+	for raw, want := range map[string]string{
+		"postgres://u@h/db":                          "migrun command h 1",
+		"postgres://u@h/db?application_name=web%20x": "web x",
+	} {
+		if got := CommandAppName(parse(t, raw), env); got != want {
+			t.Errorf("CommandAppName(%s) = %q, want %q", raw, got, want)
+		}
+	}
+}
+
 func waitBlockers(t *testing.T, obs *Observer, ok func([]Blocker) bool) []Blocker {
 	t.Helper()
 	var got []Blocker
