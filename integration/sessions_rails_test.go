@@ -220,10 +220,11 @@ func TestSessionsPostgresSettingsReachRails(t *testing.T) {
 	}
 }
 
-// TestSessionsMariaDBSettingsReachRails: wait_timeout and init_command as
-// DATABASE_URL query parameters reach the mysql2 migration's session:
-// Rails percent-decodes query values (%20 is a space), and sets the
-// session's wait_timeout from the wait_timeout key after init_command ran.
+// TestSessionsMariaDBSettingsReachRails: init_command as a DATABASE_URL
+// query parameter reaches the mysql2 migration's session (Rails
+// percent-decodes query values, %20 is a space); the dead-client bound
+// leaves wait_timeout alone (it would end live idle sessions too); an app's
+// own wait_timeout parameter is what Rails sets, after init_command ran.
 func TestSessionsMariaDBSettingsReachRails(t *testing.T) {
 	srv := testdb.MariaDB(t)
 	tests := []struct {
@@ -233,7 +234,9 @@ func TestSessionsMariaDBSettingsReachRails(t *testing.T) {
 		want     map[string]string
 	}{
 		{name: "applied", settings: sessions.Settings{DeadClientTimeout: 30 * time.Second, LockTimeout: 5 * time.Second},
-			want: map[string]string{"wait_timeout": "28", "lock_wait_timeout": "5"}},
+			want: map[string]string{"wait_timeout": "2147483", "lock_wait_timeout": "5"}},
+		{name: "the app's own wait_timeout", query: "?wait_timeout=600",
+			want: map[string]string{"wait_timeout": "600"}},
 		{name: "rounded up", settings: sessions.Settings{LockTimeout: 1500 * time.Millisecond},
 			want: map[string]string{"wait_timeout": "2147483", "lock_wait_timeout": "2"}},
 		// Rails' defaults: its own wait_timeout, the server's lock_wait_timeout (a day).

@@ -3,9 +3,10 @@
 // routes the command's clients honour (libpq's PGOPTIONS, a DATABASE_URL's
 // query parameters that Rails' mysql2 adapter reads).
 //
-// Two settings travel this way: dead-client detection (a migration whose
-// client vanished mid-transaction otherwise keeps its table locks until TCP
-// keepalive gives up, about two hours) and a DDL lock timeout (a migration
+// Two settings travel this way: dead-client detection on PostgreSQL (a
+// migration whose client vanished mid-transaction otherwise keeps its table
+// locks until TCP keepalive gives up, about two hours; MySQL has no route
+// that spares live clients, see Apply) and a DDL lock timeout (a migration
 // queued behind a long transaction otherwise blocks every query on the
 // table, for as long as it waits).
 package sessions
@@ -25,8 +26,9 @@ import (
 
 // Settings for the command's own database sessions.
 type Settings struct {
-	// DeadClientTimeout is the bound D within which the server ends a
-	// session whose client vanished, freeing its locks; 0: off.
+	// DeadClientTimeout is the bound D within which a PostgreSQL server
+	// ends a session whose client vanished, freeing its locks; 0: off.
+	// Not applied to MySQL sessions (see Apply).
 	DeadClientTimeout time.Duration
 	// LockTimeout bounds each wait for a table lock (PostgreSQL lock_timeout,
 	// MySQL lock_wait_timeout); 0: off. statement_timeout is never touched:
@@ -76,12 +78,6 @@ func deadClient(d time.Duration) keepalive {
 	idle := max((l / 2).Truncate(time.Second), time.Second)
 	count := int(max((l-idle)/time.Second, 1))
 	return keepalive{idle: idle, interval: time.Second, count: min(count, 5), userTimeout: l.Truncate(time.Millisecond)}
-}
-
-// mysqlWaitTimeout is the MySQL session wait_timeout for the bound d: whole
-// seconds of L = d - 2s, at least 1.
-func mysqlWaitTimeout(d time.Duration) int {
-	return int(max((d-2*time.Second)/time.Second, 1))
 }
 
 // pgDuration writes d in PostgreSQL's units: whole seconds as "5s", else
@@ -152,13 +148,20 @@ func pgVersion(v int) string {
 //     options parameter overrides PGOPTIONS in libpq, so the options are
 //     appended to that parameter too.
 //   - MySQL (mysql2:// and trilogy:// in DATABASE_URL and <NAME>_DATABASE_URL):
-//     the query parameter wait_timeout (Rails' MySQL adapters set the
-//     session's wait_timeout from it) and, for mysql2, init_command setting
-//     the session's lock_wait_timeout (mysql2 runs it on connect).
+//     the DDL lock timeout only, for mysql2 as init_command setting the
+//     session's lock_wait_timeout (mysql2 runs it on connect). MySQL has no
+//     per-session dead-client detection that spares a live client: its only
+//     route, wait_timeout, also ends a healthy session idle for that long,
+//     and Rails 6.1+ holds its own migration lock on a connection that sits
+//     idle for the whole migration, so any migration longer than the bound
+//     would fail at its end ("Server has gone away"). Rails runs MySQL
+//     migrations outside transactions, so a vanished one holds metadata
+//     locks only for the statement in progress (which the DDL lock timeout
+//     bounds while it waits) or an explicit transaction block.
 //
 // A setting the app already makes (the same name in PGOPTIONS, a URL's
-// wait_timeout or init_command) is the app's decision: Apply keeps it and
-// says so. environ is not modified.
+// init_command) is the app's decision: Apply keeps it and says so. environ
+// is not modified.
 func Apply(environ map[string]string, s Settings, pg Postgres) (map[string]string, []string) {
 	out := maps.Clone(environ)
 	var notes []string
@@ -285,7 +288,7 @@ func optionNames(opts string) map[string]bool {
 	return names
 }
 
-// applyMySQL adds wait_timeout and init_command to the MySQL URLs.
+// applyMySQL adds init_command (lock_wait_timeout) to the MySQL URLs.
 func applyMySQL(env map[string]string, s Settings) []string {
 	var notes []string
 	urls, rounded := 0, false
@@ -302,14 +305,6 @@ func applyMySQL(env map[string]string, s Settings) []string {
 			continue
 		}
 		urls++
-		if s.DeadClientTimeout > 0 {
-			want := mysqlWaitTimeout(s.DeadClientTimeout)
-			if own := u.Params["wait_timeout"]; own != "" {
-				notes = append(notes, fmt.Sprintf("%s sets wait_timeout=%s itself: the app's value kept (migrun would set %d)", name, printable(own), want))
-			} else {
-				raw = setQueryParam(raw, "wait_timeout", strconv.Itoa(want))
-			}
-		}
 		if s.LockTimeout > 0 {
 			secs := mysqlSeconds(s.LockTimeout)
 			switch {
@@ -337,22 +332,10 @@ func applyMySQL(env map[string]string, s Settings) []string {
 
 func mysqlYAML(s Settings) string {
 	var parts []string
-	if s.DeadClientTimeout > 0 {
-		parts = append(parts, fmt.Sprintf("wait_timeout: %d", mysqlWaitTimeout(s.DeadClientTimeout)))
-	}
 	if s.LockTimeout > 0 {
 		parts = append(parts, fmt.Sprintf("variables: { lock_wait_timeout: %d }", mysqlSeconds(s.LockTimeout)))
 	}
 	return strings.Join(parts, " and ")
-}
-
-// printable is a URL parameter's value for a note: a number as it is,
-// anything else not at all.
-func printable(v string) string {
-	if _, err := strconv.Atoi(v); err == nil {
-		return v
-	}
-	return "(not a number)"
 }
 
 func looksMySQL(raw string) bool {

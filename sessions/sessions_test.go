@@ -97,15 +97,15 @@ func TestApply(t *testing.T) {
 		},
 		{
 			name: "mysql2: URL without a query", env: map[string]string{"DATABASE_URL": mysqlURL},
-			settings: both, want: map[string]string{"DATABASE_URL": mysqlURL + "?wait_timeout=28&" + initLock},
+			settings: both, want: map[string]string{"DATABASE_URL": mysqlURL + "?" + initLock},
 		},
 		{
 			name: "mysql2: URL with a query and a fragment; other databases too", settings: both,
 			env: map[string]string{"DATABASE_URL": mysqlURL + "?pool=5&encoding=utf8mb4#frag", "ANIMALS_DATABASE_URL": " " + mysqlURL + "?\n",
 				"MIGRUN_DATABASE_URL": mysqlURL, "CACHE_DATABASE_URL": "sqlite3:db/cache.sqlite3", "REDIS_URL": "redis://h/0"},
 			want: map[string]string{
-				"DATABASE_URL":         mysqlURL + "?pool=5&encoding=utf8mb4&wait_timeout=28&" + initLock + "#frag",
-				"ANIMALS_DATABASE_URL": mysqlURL + "?wait_timeout=28&" + initLock,
+				"DATABASE_URL":         mysqlURL + "?pool=5&encoding=utf8mb4&" + initLock + "#frag",
+				"ANIMALS_DATABASE_URL": mysqlURL + "?" + initLock,
 				"MIGRUN_DATABASE_URL":  mysqlURL,
 				"CACHE_DATABASE_URL":   "sqlite3:db/cache.sqlite3",
 				"REDIS_URL":            "redis://h/0",
@@ -113,22 +113,22 @@ func TestApply(t *testing.T) {
 			},
 		},
 		{
-			name: "mysql2: the app's own wait_timeout and init_command are kept", settings: both,
-			env:  map[string]string{"DATABASE_URL": mysqlURL + "?wait_timeout=600&init_command=SET%20sql_safe_updates%3D1"},
-			want: map[string]string{"DATABASE_URL": mysqlURL + "?wait_timeout=600&init_command=SET%20sql_safe_updates%3D1"},
-			wantNotes: []string{"DATABASE_URL sets wait_timeout=600 itself: the app's value kept (migrun would set 28)",
-				"DATABASE_URL sets init_command itself: lock_wait_timeout=5 not added"},
+			name: "mysql2: the app's own init_command is kept; its wait_timeout untouched", settings: both,
+			env:       map[string]string{"DATABASE_URL": mysqlURL + "?wait_timeout=600&init_command=SET%20sql_safe_updates%3D1"},
+			want:      map[string]string{"DATABASE_URL": mysqlURL + "?wait_timeout=600&init_command=SET%20sql_safe_updates%3D1"},
+			wantNotes: []string{"DATABASE_URL sets init_command itself: lock_wait_timeout=5 not added"},
 		},
 		{
-			name: "mysql2: an empty parameter is no setting (Rails drops blank values)", settings: both,
+			name: "mysql2: an empty init_command is no setting (Rails drops blank values)", settings: both,
 			env:  map[string]string{"DATABASE_URL": mysqlURL + "?wait_timeout=&init_command="},
-			want: map[string]string{"DATABASE_URL": mysqlURL + "?wait_timeout=28&" + initLock},
+			want: map[string]string{"DATABASE_URL": mysqlURL + "?wait_timeout=&" + initLock},
 		},
 		{
-			name: "mysql2: a wait_timeout that is not a number is not echoed", settings: both,
-			env:       map[string]string{"DATABASE_URL": mysqlURL + "?wait_timeout=" + pw},
-			want:      map[string]string{"DATABASE_URL": mysqlURL + "?wait_timeout=" + pw + "&" + initLock},
-			wantNotes: []string{"DATABASE_URL sets wait_timeout=(not a number) itself"},
+			// wait_timeout would end a live migration's idle sessions too
+			// (Rails' own migration-lock connection among them).
+			name: "mysql2: no wait_timeout for the dead-client bound", settings: Settings{DeadClientTimeout: 30 * time.Second},
+			env:  map[string]string{"DATABASE_URL": mysqlURL},
+			want: map[string]string{"DATABASE_URL": mysqlURL},
 		},
 		{
 			name: "mysql2: lock_wait_timeout rounded up to whole seconds, said once", settings: Settings{LockTimeout: 1500 * time.Millisecond},
@@ -138,16 +138,16 @@ func TestApply(t *testing.T) {
 			wantNotes: []string{"MySQL's lock_wait_timeout takes whole seconds: 1.5s rounded up to 2s"},
 		},
 		{
-			name: "trilogy: wait_timeout only", settings: both,
+			name: "trilogy: nothing it can take", settings: both,
 			env:       map[string]string{"DATABASE_URL": "trilogy://app:" + pw + "@h/app"},
-			want:      map[string]string{"DATABASE_URL": "trilogy://app:" + pw + "@h/app?wait_timeout=28"},
+			want:      map[string]string{"DATABASE_URL": "trilogy://app:" + pw + "@h/app"},
 			wantNotes: []string{"DATABASE_URL uses trilogy, which has no init_command: no lock_wait_timeout for its sessions"},
 		},
 		{
 			name: "mysql: no DATABASE_URL, Rails reads database.yml", settings: both,
 			env:       map[string]string{"MIGRUN_DATABASE_URL": mysqlURL},
 			want:      map[string]string{"MIGRUN_DATABASE_URL": mysqlURL, "DATABASE_URL": ""},
-			wantNotes: []string{"no DATABASE_URL: Rails reads its MySQL database from config/database.yml, which migrun cannot change; set wait_timeout: 28 and variables: { lock_wait_timeout: 5 } there"},
+			wantNotes: []string{"no DATABASE_URL: Rails reads its MySQL database from config/database.yml, which migrun cannot change; set variables: { lock_wait_timeout: 5 } there"},
 		},
 		{
 			name: "mysql2: a URL that does not parse is left alone, without echoing it", settings: both,
@@ -158,7 +158,7 @@ func TestApply(t *testing.T) {
 		{
 			name: "postgres URL untouched by the MySQL part, mysql2 by the PostgreSQL part", settings: both, pg: pg15,
 			env:  map[string]string{"DATABASE_URL": pgURL + "?sslmode=disable", "OTHER_DATABASE_URL": mysqlURL + "?encoding=utf8mb4"},
-			want: map[string]string{"DATABASE_URL": pgURL + "?sslmode=disable", "OTHER_DATABASE_URL": mysqlURL + "?encoding=utf8mb4&wait_timeout=28&" + initLock, "PGOPTIONS": pg15Options},
+			want: map[string]string{"DATABASE_URL": pgURL + "?sslmode=disable", "OTHER_DATABASE_URL": mysqlURL + "?encoding=utf8mb4&" + initLock, "PGOPTIONS": pg15Options},
 		},
 	}
 	for _, tt := range tests {
@@ -199,13 +199,12 @@ func TestDerivations(t *testing.T) {
 	tests := []struct {
 		d    time.Duration
 		want keepalive
-		wait int
 	}{
-		{30 * time.Second, keepalive{idle: 14 * time.Second, interval: time.Second, count: 5, userTimeout: 28 * time.Second}, 28},
-		{6 * time.Second, keepalive{idle: 2 * time.Second, interval: time.Second, count: 2, userTimeout: 4 * time.Second}, 4},
-		{7500 * time.Millisecond, keepalive{idle: 2 * time.Second, interval: time.Second, count: 3, userTimeout: 5500 * time.Millisecond}, 5},
-		{10 * time.Minute, keepalive{idle: 299 * time.Second, interval: time.Second, count: 5, userTimeout: 598 * time.Second}, 598},
-		{time.Second, keepalive{idle: time.Second, interval: time.Second, count: 1, userTimeout: time.Second}, 1},
+		{30 * time.Second, keepalive{idle: 14 * time.Second, interval: time.Second, count: 5, userTimeout: 28 * time.Second}},
+		{6 * time.Second, keepalive{idle: 2 * time.Second, interval: time.Second, count: 2, userTimeout: 4 * time.Second}},
+		{7500 * time.Millisecond, keepalive{idle: 2 * time.Second, interval: time.Second, count: 3, userTimeout: 5500 * time.Millisecond}},
+		{10 * time.Minute, keepalive{idle: 299 * time.Second, interval: time.Second, count: 5, userTimeout: 598 * time.Second}},
+		{time.Second, keepalive{idle: time.Second, interval: time.Second, count: 1, userTimeout: time.Second}},
 	}
 	for _, tt := range tests {
 		if got := deadClient(tt.d); got != tt.want {
@@ -213,9 +212,6 @@ func TestDerivations(t *testing.T) {
 		}
 		if k := deadClient(tt.d); tt.d >= 4*time.Second && k.idle+time.Duration(k.count)*k.interval > k.userTimeout {
 			t.Errorf("deadClient(%s): idle + count*interval exceeds L", tt.d)
-		}
-		if got := mysqlWaitTimeout(tt.d); got != tt.wait {
-			t.Errorf("mysqlWaitTimeout(%s) = %d, want %d", tt.d, got, tt.wait)
 		}
 	}
 	for d, want := range map[time.Duration]string{5 * time.Second: "5s", 500 * time.Millisecond: "500ms", 1500 * time.Millisecond: "1500ms", time.Nanosecond: "1ms", 2 * time.Minute: "120s"} {
