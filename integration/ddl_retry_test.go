@@ -85,7 +85,7 @@ func TestDDLNeverBlocksProduction(t *testing.T) {
 					t.Logf("exit %d; the probe's worst latency %s over %d queries\n%s", res.status, worst.Round(time.Millisecond), probes, res.stderr)
 
 					if res.status != 0 {
-						t.Fatalf("migrun exited %d, want 0:\n%s", res.status, res.stderr)
+						t.Fatalf("migrun exited %d, want 0:\n%s\n%s", res.status, res.stderr, res.stdout)
 					}
 					if !timeout {
 						if worst < blockerHolds*3/4 {

@@ -204,6 +204,9 @@ func fields(r report.Result) []slack.AttachmentField {
 		f = appendField(f, "Lock wait", r.Lock.Waited.Round(time.Second).String(), true)
 	}
 	f = appendField(f, "Lock lost", r.Lock.Lost, false)
+	if lines := r.AttemptLines(); len(lines) > 0 {
+		f = append(f, slack.AttachmentField{Title: "Attempts", Value: escapeWithin(strings.Join(lines[1:], "\n"), maxMigFields)})
+	}
 	f = appendField(f, "Error", r.Err, false)
 	return f
 }

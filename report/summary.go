@@ -38,6 +38,9 @@ func (r Result) Summary() string {
 	if m := r.FailedMigration; m != nil {
 		fmt.Fprintf(&b, "failed migration: %s\n", migrationWhile(*m))
 	}
+	for _, line := range r.AttemptLines() {
+		b.WriteString(line + "\n")
+	}
 	if r.Link != "" {
 		fmt.Fprintf(&b, "link: %s\n", r.Link)
 	}
@@ -54,6 +57,24 @@ func (r Result) Summary() string {
 		return head
 	}
 	return head + label + tailUTF8(r.Output, room)
+}
+
+// AttemptLines say how each attempt ended, when there is more to say than
+// the outcome: several attempts (MIGRUN_RETRIES), or one that failed on
+// the DDL lock timeout (who blocked it, why it was not retried).
+func (r Result) AttemptLines() []string {
+	worth := len(r.Attempts) > 1
+	for _, a := range r.Attempts {
+		worth = worth || strings.HasPrefix(a.Reason, "lock timeout")
+	}
+	if !worth {
+		return nil
+	}
+	lines := []string{fmt.Sprintf("attempts: %d", len(r.Attempts))}
+	for i, a := range r.Attempts {
+		lines = append(lines, fmt.Sprintf("attempt %d: %s", i+1, a.Reason))
+	}
+	return lines
 }
 
 // migrationWhile names a migration that did not finish, and what it was

@@ -85,6 +85,7 @@ type runConfig struct {
 	SkipIfCurrent  boolean  `env:"MIGRUN_SKIP_IF_CURRENT" flag:"skip-if-current" help:"check for pending migrations first and do not run the command when none is"`
 	RubySync       boolean  `env:"MIGRUN_RUBY_SYNC" envDefault:"true" flag:"ruby-sync" help:"make Ruby write its output at once, so logs are live and in order"`
 	DDLLockTimeout duration `env:"MIGRUN_DDL_LOCK_TIMEOUT" envDefault:"0s" flag:"ddl-lock-timeout" help:"each statement of the command waits at most this long for a table lock (PostgreSQL lock_timeout, MySQL lock_wait_timeout); 0: no limit"`
+	Retries        count    `env:"MIGRUN_RETRIES" envDefault:"3" flag:"retries" help:"with a DDL lock timeout: run the command again this many times at most after it failed on that timeout, when a rerun is safe"`
 	// SeparateStderr trades the capture's exact order for live streams
 	// kept apart (see runner.Options.SeparateStderr).
 	SeparateStderr boolean `env:"MIGRUN_SEPARATE_STDERR" flag:"separate-stderr" help:"copy the command's stderr to migrun's stderr (default: both streams to stdout, captured in the exact order written)"`

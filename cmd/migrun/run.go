@@ -134,7 +134,7 @@ func (r *run) execute(ctx context.Context) {
 	for _, note := range notes {
 		r.log.Warn(note)
 	}
-	r.runCommand(locker, envList(env), sigs)
+	r.runAttempts(ctx, locker, env, sigs)
 }
 
 // sessionSettings are what the command's own database sessions are told:
@@ -275,46 +275,6 @@ func (r *run) release(ctx context.Context, locker lock.Locker) {
 	}
 }
 
-// runCommand runs the command under the held lock, forwarding signals and
-// stopping it if the lock is lost, and records how it ended.
-func (r *run) runCommand(locker lock.Locker, env []string, sigs <-chan os.Signal) {
-	r.log.Info("running command", "command", strings.Join(r.cfg.command, " "))
-	started := time.Now()
-	proc, err := runner.Start(r.cfg.command, env, runner.Options{
-		Stdout:         r.stdout,
-		Stderr:         r.stderr,
-		SeparateStderr: bool(r.cfg.SeparateStderr),
-		ReapOrphans:    os.Getpid() == 1,
-		Logger:         r.log,
-	})
-	if err != nil {
-		r.res.Output = r.cfg.EmptyOutput
-		switch {
-		case errors.Is(err, runner.ErrNotFound):
-			r.fail(report.NotFound, err)
-		case errors.Is(err, runner.ErrNotExecutable):
-			r.fail(report.NotExecutable, err)
-		default: // pipes or fork failed: migrun's own trouble
-			r.fail(report.InternalError, err)
-		}
-		return
-	}
-
-	snapshot := *r.res
-	snapshot.Attempts = []report.Attempt{{Started: started, ExitCode: -1}}
-	r.notifier.commandStarted(context.Background(), snapshot)
-	out := supervise(proc, supervision{
-		sigs:     sigs,
-		lost:     locker.Lost(),
-		onLost:   func() { r.lockLost(locker, proc) },
-		every:    time.Duration(r.cfg.ProgressInterval),
-		progress: func() { r.progress(proc, started) },
-		log:      r.log,
-	})
-	r.notifier.commandEnded()
-	r.record(out, started)
-}
-
 // supervision is what watching a running command involves besides
 // waiting for it; every part is optional.
 type supervision struct {
@@ -360,16 +320,6 @@ func supervise(proc *runner.Process, s supervision) runner.Result {
 	}
 }
 
-// progress is the line that says, while the command runs, how long it
-// has run and which migration Rails last started.
-func (r *run) progress(proc *runner.Process, started time.Time) {
-	attrs := []any{"running", time.Since(started)}
-	if _, current := rails.ParseRun(proc.Output()); current != nil {
-		attrs = append(attrs, "migration", current.Version+" "+current.Name)
-	}
-	r.log.Info("command running", attrs...)
-}
-
 // lockLost reacts to the lock being lost while the command runs: by
 // default the command is stopped before another runner can take the lock.
 //
@@ -409,29 +359,6 @@ func (r *run) lockLost(locker lock.Locker, proc *runner.Process) {
 // the lock (issue 13).
 func (r *run) identity() string {
 	return fmt.Sprintf("migrun %s %d", r.res.Host, os.Getpid())
-}
-
-// record fills in the result from how the command ended, started then.
-func (r *run) record(out runner.Result, started time.Time) {
-	r.res.Outcome, r.res.ExitCode, r.res.Signal = commandOutcome(out)
-	switch {
-	case r.res.Lock.CommandStopped:
-		r.res.Outcome = report.LockLost
-	case out.Err != nil:
-		r.fail(report.InternalError, out.Err)
-	}
-	r.res.Output = r.scrub.String(out.Output)
-	r.res.Omitted = out.Omitted
-	done, unfinished := rails.ParseRun(r.res.Output)
-	r.res.Migrations = done
-	if r.res.Outcome != report.Succeeded {
-		r.res.FailedMigration = unfinished
-	}
-	r.res.Attempts = append(r.res.Attempts, report.Attempt{Started: started, Duration: out.Duration,
-		ExitCode: out.ExitCode, Signal: int(out.Signal), Reason: r.res.Describe()})
-	if strings.TrimSpace(r.res.Output) == "" {
-		r.res.Output = r.cfg.EmptyOutput
-	}
 }
 
 // commandOutcome is how the command ended: the outcome, its exit code and

@@ -73,6 +73,8 @@ func settingsOf(cfg any) []*setting {
 				s.Kind = "duration"
 			case *boolean:
 				s.Kind = "boolean"
+			case *count:
+				s.Kind = "count"
 			case *string:
 				s.Kind = "string"
 			default:

@@ -118,3 +118,17 @@ func (o *onLockLost) UnmarshalText(text []byte) error {
 	*o = onLockLost(k)
 	return err
 }
+
+// count is a whole number, zero or more.
+type count int
+
+func (c *count) UnmarshalText(text []byte) error {
+	n, err := strconv.Atoi(strings.TrimSpace(string(text)))
+	if err != nil || n < 0 {
+		return errors.New("not a count (want a whole number, 0 or more)")
+	}
+	*c = count(n)
+	return nil
+}
+
+func (c count) MarshalText() ([]byte, error) { return []byte(strconv.Itoa(int(c))), nil }
