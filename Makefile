@@ -40,7 +40,7 @@ release:
 # many tests passed, failed and were skipped, and why each was skipped.
 test:
 	scripts/deps test
-	set -o pipefail; go test -race -count=1 -timeout 30m -json ./... | go run ./internal/testreport
+	set -o pipefail; go test -race -count=1 -timeout 45m -json ./... | go run ./internal/testreport
 	set -o pipefail; cd deploy && go test -count=1 -json ./... | go run ../internal/testreport
 
 # Static checks CI runs besides the tests (.ci/run installs the tools:
