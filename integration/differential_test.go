@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/migrun/migrun/internal/railsapp"
 	"github.com/migrun/migrun/internal/testdb"
 )
 
@@ -27,9 +28,8 @@ func TestDifferentialGate(t *testing.T) {
 	t.Parallel()
 	started := time.Now()
 	srvs := servers(t)
-	railsApp(t) // bundles the template once, or skips without Rails
 	bin := publicCopy(t, migrunBin)
-	preload := startRailsPreloader(t, railsTemplate)
+	preload := startRailsPreloader(t, railsapp.Template(t))
 	t.Logf("servers and app ready after %s", time.Since(started).Round(time.Millisecond))
 
 	var (

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/migrun/migrun/internal/railsapp"
 	"github.com/migrun/migrun/internal/testdb"
 )
 
@@ -39,6 +40,7 @@ func TestMain(m *testing.M) {
 		}
 	}
 	code := testdb.Run(m)
+	railsapp.Remove()
 	os.RemoveAll(dir) // os.Exit skips deferred calls
 	os.Exit(code)
 }

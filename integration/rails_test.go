@@ -3,59 +3,15 @@ package integration
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
-)
 
-// railsTemplate is testdata/railsapp with its bundle resolved, made once.
-var (
-	railsOnce     sync.Once
-	railsTemplate string
-	railsErr      error
+	"github.com/migrun/migrun/internal/railsapp"
 )
 
 // railsApp returns a fresh copy of the test Rails app, bundled offline.
-func railsApp(t *testing.T) string {
-	t.Helper()
-	railsOnce.Do(func() {
-		if _, err := exec.LookPath("bundle"); err != nil {
-			railsErr = fmt.Errorf("bundler is not installed (apt-get install ruby-railties ruby-activerecord ruby-pg ruby-mysql2 bundler rake): %w", err)
-			return
-		}
-		dir, err := os.MkdirTemp("", "migrun-railsapp-")
-		if err != nil {
-			railsErr = err
-			return
-		}
-		railsTemplate = filepath.Join(dir, "app")
-		if err := os.CopyFS(railsTemplate, os.DirFS("testdata/railsapp")); err != nil {
-			railsErr = err
-			return
-		}
-		install := exec.Command("bundle", "install", "--local", "--quiet")
-		install.Dir = railsTemplate
-		if out, err := install.CombinedOutput(); err != nil {
-			railsErr = fmt.Errorf("bundle install --local: %v\n%s", err, out)
-		}
-	})
-	if railsErr != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("rails app: %v", railsErr)
-		}
-		t.Skipf("rails app: %v", railsErr)
-	}
-	app := filepath.Join(t.TempDir(), "app")
-	if err := os.CopyFS(app, os.DirFS(railsTemplate)); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(filepath.Join(app, "bin", "rails"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return app
-}
+var railsApp = railsapp.New
 
 // addMigration writes a migration into the app.
 func addMigration(t *testing.T, app, version, name, body string) {

@@ -2,62 +2,21 @@ package rails
 
 import (
 	"bytes"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/migrun/migrun/internal/railsapp"
 )
 
-var (
-	railsOnce     sync.Once
-	railsTemplate string
-	railsErr      error
-)
-
-// railsApp returns a fresh copy of the integration tests' Rails app
-// (Debian's Rails 6.1), bundled offline, as integration/rails_test.go
-// makes it.
-func railsApp(t *testing.T) string {
-	t.Helper()
-	railsOnce.Do(func() {
-		if _, err := exec.LookPath("bundle"); err != nil {
-			railsErr = fmt.Errorf("bundler is not installed (apt-get install ruby-railties ruby-activerecord ruby-pg ruby-mysql2 bundler rake): %w", err)
-			return
-		}
-		dir, err := os.MkdirTemp("", "migrun-rails-manifest-")
-		if err != nil {
-			railsErr = err
-			return
-		}
-		railsTemplate = filepath.Join(dir, "app")
-		if err := os.CopyFS(railsTemplate, os.DirFS("../integration/testdata/railsapp")); err != nil {
-			railsErr = err
-			return
-		}
-		install := exec.Command("bundle", "install", "--local", "--quiet")
-		install.Dir = railsTemplate
-		if out, err := install.CombinedOutput(); err != nil {
-			railsErr = fmt.Errorf("bundle install --local: %v\n%s", err, out)
-		}
-	})
-	if railsErr != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("rails app: %v", railsErr)
-		}
-		t.Skipf("rails app: %v", railsErr)
-	}
-	app := filepath.Join(t.TempDir(), "app")
-	if err := os.CopyFS(app, os.DirFS(railsTemplate)); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(filepath.Join(app, "bin", "rails"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return app
+// TestMain removes the Rails app template the tests bundled.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	railsapp.Remove()
+	os.Exit(code) // os.Exit skips deferred calls
 }
 
 // writeManifest runs ManifestScript in app as an image build would,
@@ -209,7 +168,7 @@ production:
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			app := railsApp(t)
+			app := railsapp.New(t)
 			makeTree(t, app, tt.tree...)
 			writeFiles(t, app, tt.files)
 			if tt.url == "" {
