@@ -11,11 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/migrun/migrun/dburl"
-	"github.com/migrun/migrun/internal/dbconn"
 	"github.com/migrun/migrun/internal/testdb"
 	"github.com/migrun/migrun/sessions"
 )
@@ -264,49 +262,13 @@ func TestSessionsMariaDBSettingsReachRails(t *testing.T) {
 // pgConn connects to url (a Rails URL) for the test's own statements.
 func pgConn(t *testing.T, url string) *pgx.Conn {
 	t.Helper()
-	u, err := dburl.Parse(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := dbconn.PostgresConfig(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.RuntimeParams["application_name"] = "sessions-test"
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close(context.Background()) })
-	return conn
+	return namedPgConn(t, url, "sessions-test")
 }
 
 // myConn connects to url (a Rails URL) for the test's own statements.
 func myConn(t *testing.T, url string) *sql.Conn {
 	t.Helper()
-	u, err := dburl.Parse(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := dbconn.MySQLConfig(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	connector, err := mysql.NewConnector(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db := sql.OpenDB(connector)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	conn, err := db.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close(); db.Close() })
-	return conn
+	return namedMyConn(t, url, "sessions-test")
 }
 
 func pgExec(t *testing.T, conn *pgx.Conn, query string) {
