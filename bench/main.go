@@ -28,7 +28,7 @@ import (
 )
 
 // benchmarks in the order of the issue; -only picks by name.
-var benchmarks = []string{"overhead", "handoff", "throughput", "passthrough", "pending", "footprint"}
+var benchmarks = []string{"overhead", "handoff", "throughput", "passthrough", "pending", "footprint", "podstart"}
 
 type options struct {
 	migrun      string
@@ -41,6 +41,7 @@ type options struct {
 	passBytes   int64 // pass-through output size
 	rails       int   // Rails runs per variant
 	migrations  int   // migration files in the Rails app
+	podStarts   int   // Pod-start rounds per N and database
 }
 
 func main() {
@@ -56,6 +57,7 @@ func main() {
 	flag.Int64Var(&opts.passBytes, "pass-bytes", 1<<30, "pass-through: bytes the command prints")
 	flag.IntVar(&opts.rails, "rails-runs", 5, "pending check: runs of each Rails variant")
 	flag.IntVar(&opts.migrations, "migrations", 500, "pending check: migration files in the Rails app")
+	flag.IntVar(&opts.podStarts, "pod-start-rounds", 5, "Pod start: rounds per N and database")
 	flag.Parse()
 	if only != "" {
 		for _, name := range strings.Split(only, ",") {
@@ -134,6 +136,7 @@ func run(opts options) (err error) {
 	add("passthrough", func() *section { return benchPassthrough(ctx, t, opts.passes, opts.passBytes) })
 	add("pending", func() *section { return benchPending(ctx, t, srv, opts.rails, opts.migrations) })
 	add("footprint", func() *section { return benchFootprint(ctx, t, srv, opts.rounds) })
+	add("podstart", func() *section { return benchPodStart(ctx, t, srv, opts.podStarts) })
 	if err := ctx.Err(); err != nil {
 		return err
 	}

@@ -17,7 +17,7 @@ const pendingSpeedup = 50
 
 func benchPending(ctx context.Context, t *tools, srv *servers, rounds, migrations int) *section {
 	s := &section{num: 5, title: fmt.Sprintf("Pending check with %d migration files", migrations)}
-	app, err := railsApp(ctx, t, migrations)
+	app, err := railsApp(ctx, t, migrations, "railsapp")
 	if err != nil {
 		s.err = err
 		return s
@@ -103,9 +103,10 @@ func benchPending(ctx context.Context, t *tools, srv *servers, rounds, migration
 	return s
 }
 
-// railsApp copies the integration tests' Rails app, bundles it offline and
-// gives it n migration files.
-func railsApp(ctx context.Context, t *tools, n int) (string, error) {
+// railsApp copies the integration tests' Rails app into the run's scratch
+// directory name, bundles it offline and gives it n migration files (at
+// least its own).
+func railsApp(ctx context.Context, t *tools, n int, name string) (string, error) {
 	if _, err := exec.LookPath("bundle"); err != nil {
 		return "", errors.New("bundler is not installed (apt-get install ruby-railties ruby-activerecord ruby-pg ruby-mysql2 bundler rake)")
 	}
@@ -113,7 +114,7 @@ func railsApp(ctx context.Context, t *tools, n int) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	app := filepath.Join(t.tmp, "railsapp")
+	app := filepath.Join(t.tmp, name)
 	if err := os.CopyFS(app, os.DirFS(filepath.Join(root, "integration", "testdata", "railsapp"))); err != nil {
 		return "", err
 	}
