@@ -137,13 +137,14 @@ func TestRailsConcurrentIndexWithWaiters(t *testing.T) {
 	_, url := srv.CreateDatabase(t)
 	app := railsApp(t)
 	// Before building the index, wait until the other runners are connected
-	// and waiting for the lock (each migrun holds one connection named migrun).
+	// and waiting for the lock (each migrun holds one connection named
+	// "migrun <host> <pid>"; the command's own are "migrun command ...").
 	// Outside a transaction: pg_stat_activity is read once per transaction.
 	addMigration(t, app, "20240101500000", "wait_for_waiters", fmt.Sprintf(`  disable_ddl_transaction!
 
   def up
     deadline = Time.now + 60
-    until select_value("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'migrun'").to_i >= %d
+    until select_value("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'migrun %%' AND application_name NOT LIKE 'migrun command %%'").to_i >= %d
       raise "waiters never arrived" if Time.now > deadline
       sleep 0.05
     end
