@@ -310,7 +310,7 @@ func TestSessionsDatabaseYAML(t *testing.T) {
 		{
 			name: "mysql2: variables in database.yml win over init_command", kind: testdb.KindMariaDB,
 			yaml: "  variables:\n    lock_wait_timeout: 60",
-			want: map[string]string{"wait_timeout": "28", "lock_wait_timeout": "60"},
+			want: map[string]string{"wait_timeout": "2147483", "lock_wait_timeout": "60"},
 		},
 		{
 			name: "postgresql: url from another variable", kind: testdb.KindPostgreSQL,
