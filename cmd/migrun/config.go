@@ -175,6 +175,7 @@ func (c *runConfig) lockOptions(identity string, log *slog.Logger) lock.Options 
 		StopLead:          time.Duration(c.StopTimeout) + stopMargin,
 		Identity:          identity,
 		Logger:            log,
+		ProgressInterval:  time.Duration(c.ProgressInterval),
 	}
 }
 
