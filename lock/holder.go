@@ -326,15 +326,16 @@ type Inspection struct {
 // Inspect connects to the lock's database once, within ctx, and reports
 // its version and whether the lock of opts.Name is held and by whom,
 // without taking it (PostgreSQL: pg_locks; MySQL/MariaDB: IS_USED_LOCK):
-// for a person looking into a deploy. It fails with ErrUnavailable when
-// the database cannot be reached or refuses us, ErrUnsupported for a
-// lock that is not in a database (ModeNone, a lock file).
+// for a person looking into a deploy. With ModeNone it reports the
+// server only. It fails with ErrUnavailable when the database cannot be
+// reached or refuses us, ErrUnsupported when there is no database
+// server to look at (no URL, sqlite3).
 func Inspect(ctx context.Context, u *dburl.URL, opts Options) (Inspection, error) {
 	opts = opts.withDefaults()
-	if opts.Mode == ModeNone || u == nil || u.Adapter == dburl.SQLite3 {
-		return Inspection{}, fmt.Errorf("%w: the lock is not held in a database server", ErrUnsupported)
+	if u == nil || u.Adapter == dburl.SQLite3 {
+		return Inspection{}, fmt.Errorf("%w: no database server to look at", ErrUnsupported)
 	}
-	if opts.Name == "" {
+	if opts.Name == "" && opts.Mode != ModeNone {
 		return Inspection{}, fmt.Errorf("%w: empty lock name", ErrUnsupported)
 	}
 	switch {
@@ -359,6 +360,9 @@ func inspectPostgres(ctx context.Context, u *dburl.URL, opts Options) (Inspectio
 	defer conn.Close(context.WithoutCancel(ctx))
 	p := newPostgres(u, opts, Timing{})
 	out := Inspection{Server: conn.PgConn().ParameterStatus("server_version")}
+	if opts.Mode == ModeNone {
+		return out, nil
+	}
 	h, found, err := describePostgres(ctx, conn, p.k1, p.k2, opts.Mode)
 	if err != nil {
 		return out, fmt.Errorf("look at %s: %s", p.String(), dbconn.LastLine(err))
@@ -391,6 +395,9 @@ func inspectMySQL(ctx context.Context, u *dburl.URL, opts Options) (Inspection, 
 	out := Inspection{}
 	if err := conn.QueryRowContext(ctx, "SELECT VERSION()").Scan(&out.Server); err != nil {
 		return out, fmt.Errorf("ask the server's version: %s", dbconn.LastLine(err))
+	}
+	if opts.Mode == ModeNone {
+		return out, nil
 	}
 	m := newMySQL(u, opts, Timing{})
 	h, found, err := describeMySQL(ctx, conn, m.name)
