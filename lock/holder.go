@@ -196,37 +196,22 @@ func (w *waitReport) outcome(err error) error {
 }
 
 // describePostgres finds the session that holds the advisory lock
-// (k1, k2) and, when it is a migrun whose command's sessions carry the
-// name "migrun command <host> <pid>" (see cmd/migrun), what the most
-// active of those is doing. One statement, which takes nothing.
-func describePostgres(ctx context.Context, conn *pgx.Conn, k1, k2 int32, mode Mode) (holder, bool, error) {
-	query := fmt.Sprintf(`SELECT l.pid, coalesce(a.application_name, ''), coalesce(a.usename::text, ''),
+// (k1, k2) and, when commandName names the sessions of the holder's
+// command, what the most active of those is doing. Statements that
+// take nothing.
+func describePostgres(ctx context.Context, conn *pgx.Conn, k1, k2 int32, mode Mode, commandName func(string) string) (holder, bool, error) {
+	var (
+		h                   holder
+		backendAge, xactAge float64
+	)
+	err := conn.QueryRow(ctx, fmt.Sprintf(`SELECT l.pid, coalesce(a.application_name, ''), coalesce(a.usename::text, ''),
 		coalesce(host(a.client_addr), CASE WHEN a.backend_start IS NOT NULL THEN 'local socket' END, ''),
 		coalesce(extract(epoch FROM now() - a.backend_start)::float8, -1),
 		coalesce(extract(epoch FROM now() - a.xact_start)::float8, -1),
-		coalesce(a.query = '<insufficient privilege>', a.pid IS NULL),
-		c.pid, coalesce(c.state, ''), coalesce(c.wait_event_type || ':' || c.wait_event, ''),
-		coalesce(left(regexp_replace(c.query, '\s+', ' ', 'g'), 80), ''), c.query = '<insufficient privilege>',
-		coalesce(extract(epoch FROM now() - c.query_start)::float8, -1)
-	FROM pg_locks l
-	LEFT JOIN pg_stat_activity a ON a.pid = l.pid
-	LEFT JOIN LATERAL (
-		SELECT * FROM pg_stat_activity c
-		WHERE a.application_name LIKE 'migrun %%' AND c.pid <> l.pid
-		  AND c.application_name = left('migrun command ' || substr(a.application_name, 8), 63)
-		ORDER BY c.state = 'active' DESC, c.query_start DESC NULLS LAST
-		LIMIT 1) c ON true
+		coalesce(a.query = '<insufficient privilege>', true)
+	FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
 	WHERE l.locktype = 'advisory' AND l.classid = %d::oid AND l.objid = %d::oid AND l.objsubid = 2 AND l.granted
-	LIMIT 1`, uint32(k1), uint32(k2))
-	var (
-		h                         holder
-		backendAge, xactAge, cAge float64
-		cPid                      *int32
-		cState, cWait, cQuery     string
-		cHidden                   *bool
-	)
-	err := conn.QueryRow(ctx, query).Scan(&h.id, &h.identity, &h.user, &h.client, &backendAge, &xactAge, &h.hidden,
-		&cPid, &cState, &cWait, &cQuery, &cHidden, &cAge)
+	LIMIT 1`, uint32(k1), uint32(k2))).Scan(&h.id, &h.identity, &h.user, &h.client, &backendAge, &xactAge, &h.hidden)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return holder{}, false, nil
 	}
@@ -240,28 +225,50 @@ func describePostgres(ctx context.Context, conn *pgx.Conn, k1, k2 int32, mode Mo
 	case backendAge >= 0:
 		h.since = "connected " + ago(secs(backendAge)) + " ago"
 	}
-	if cPid != nil {
-		m := fmt.Sprintf("pid %d", *cPid)
-		switch {
-		case cHidden != nil && *cHidden:
-			m += ", details hidden from this account"
-			h.hidden = true
-		default:
-			if cState != "" {
-				m += ", " + cState
-				if cAge >= 0 {
-					m += " for " + ago(secs(cAge))
-				}
-			}
-			if cWait != "" {
-				m += ", waiting for " + cWait
-			}
-			if cQuery != "" {
-				m += fmt.Sprintf(", query %q", cQuery)
+	name := ""
+	if commandName != nil && h.identity != "" {
+		name = commandName(h.identity)
+	}
+	if name == "" {
+		return h, true, nil
+	}
+	var (
+		pid                int32
+		state, wait, query string
+		hidden             bool
+		age                float64
+	)
+	err = conn.QueryRow(ctx, `SELECT pid, coalesce(state, ''), coalesce(wait_event_type || ':' || wait_event, ''),
+		coalesce(left(regexp_replace(query, '\s+', ' ', 'g'), 80), ''), coalesce(query = '<insufficient privilege>', true),
+		coalesce(extract(epoch FROM now() - CASE WHEN state = 'active' THEN query_start ELSE state_change END)::float8, -1)
+	FROM pg_stat_activity WHERE application_name = $1 AND pid <> $2
+	ORDER BY state = 'active' DESC, query_start DESC NULLS LAST
+	LIMIT 1`, name, h.id).Scan(&pid, &state, &wait, &query, &hidden, &age)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return h, true, nil
+	case err != nil:
+		return h, true, err
+	}
+	m := fmt.Sprintf("pid %d", pid)
+	if hidden {
+		m += ", details hidden from this account"
+		h.hidden = true
+	} else {
+		if state != "" {
+			m += ", " + state
+			if age >= 0 {
+				m += " for " + ago(secs(age))
 			}
 		}
-		h.migration = m
+		if wait != "" {
+			m += ", waiting for " + wait
+		}
+		if query != "" {
+			m += fmt.Sprintf(", query %q", query)
+		}
 	}
+	h.migration = m
 	return h, true, nil
 }
 
@@ -363,7 +370,7 @@ func inspectPostgres(ctx context.Context, u *dburl.URL, opts Options) (Inspectio
 	if opts.Mode == ModeNone {
 		return out, nil
 	}
-	h, found, err := describePostgres(ctx, conn, p.k1, p.k2, opts.Mode)
+	h, found, err := describePostgres(ctx, conn, p.k1, p.k2, opts.Mode, opts.CommandIdentity)
 	if err != nil {
 		return out, fmt.Errorf("look at %s: %s", p.String(), dbconn.LastLine(err))
 	}

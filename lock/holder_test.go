@@ -125,6 +125,7 @@ func TestWaiterReportsHolder(t *testing.T) {
 			wopts.Identity = "migrun waiter-pod 1"
 			wopts.Logger = slog.New(logs)
 			wopts.ProgressInterval = 200 * time.Millisecond
+			wopts.CommandIdentity = func(holder string) string { return strings.Replace(holder, "migrun ", "migrun command ", 1) }
 			waiter := newLockerWith(t, u, wopts)
 			ctx, cancelDeadline := context.WithTimeout(context.Background(), 5*time.Minute)
 			defer cancelDeadline()

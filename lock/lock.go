@@ -81,6 +81,11 @@ type Options struct {
 	// attribute. Default "migrun".
 	Identity string
 	Logger   *slog.Logger // default slog.Default()
+	// CommandIdentity names the database sessions of a holder's
+	// command (PostgreSQL's application_name) from the holder's
+	// Identity, so that a waiter can say what the holder's migration is
+	// doing; "" or nil: not looked for.
+	CommandIdentity func(holderIdentity string) string
 	// ProgressInterval is how often a waiter logs who holds the lock,
 	// how long it has waited and how long it has left. Default 30s.
 	ProgressInterval time.Duration

@@ -178,7 +178,7 @@ func (p *pgLocker) describe(ctx context.Context) (holder, bool, error) {
 		return holder{}, false, err
 	}
 	defer cancel()
-	h, found, err := describePostgres(sctx, p.conn, p.k1, p.k2, p.opts.Mode)
+	h, found, err := describePostgres(sctx, p.conn, p.k1, p.k2, p.opts.Mode, p.opts.CommandIdentity)
 	if err == nil {
 		p.budget.answered(time.Now())
 	}

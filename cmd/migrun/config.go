@@ -183,7 +183,20 @@ func (c *runConfig) lockOptions(identity string, log *slog.Logger) lock.Options 
 		Identity:          identity,
 		Logger:            log,
 		ProgressInterval:  time.Duration(c.ProgressInterval),
+		CommandIdentity:   commandIdentity,
 	}
+}
+
+// commandIdentity is the name the command's own sessions get (PGAPPNAME,
+// see run.commandEnv) in the run whose lock sessions are named identity,
+// "migrun <host> <pid>": "migrun command <host> <pid>", so that a waiter
+// finds what the holder's migration is doing. "" for other names.
+func commandIdentity(identity string) string {
+	rest, ok := strings.CutPrefix(identity, "migrun ")
+	if !ok || rest == "" {
+		return ""
+	}
+	return truncateName("migrun command " + rest)
 }
 
 // truncateName bounds a session name to 63 bytes, PostgreSQL's limit for
