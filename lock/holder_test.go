@@ -346,3 +346,43 @@ func TestInspect(t *testing.T) {
 		t.Errorf("Inspect(sqlite3) = %v, want ErrUnsupported", err)
 	}
 }
+
+// TestWaitReportDescribeFails: a holder that cannot be described is said
+// once, the progress lines go on without it, and the timeout error says
+// nothing it does not know.
+func TestWaitReportDescribeFails(t *testing.T) {
+	logs := newRecords()
+	w := newWaitReport(Options{Logger: slog.New(logs), ProgressInterval: time.Nanosecond}, "the lock")
+	if w.untilNext() != 0 {
+		t.Errorf("untilNext before the first line = %s, want 0", w.untilNext())
+	}
+	calls := 0
+	failing := func(context.Context) (holder, bool, error) {
+		calls++
+		return holder{}, false, errors.New("permission denied")
+	}
+	for range 3 {
+		w.held(context.Background(), failing)
+	}
+	if calls != 3 || len(logs.matching("lock is held by another runner; waiting")) != 1 || len(logs.matching("still waiting for the lock")) != 2 {
+		t.Errorf("%d looks, %d records", calls, len(logs.all))
+	}
+	if n := len(logs.matching("cannot find out who holds the lock; waiting all the same")); n != 1 {
+		t.Errorf("the failure was said %d times, want once", n)
+	}
+	for _, rec := range logs.all {
+		if _, ok := attrs(rec)["holder"]; ok {
+			t.Errorf("%q names a holder it does not know", rec.Message)
+		}
+	}
+	var te *TimeoutError
+	if err := w.outcome(ErrTimeout); !errors.As(err, &te) || te.Holder != "" || err.Error() != ErrTimeout.Error() {
+		t.Errorf("outcome(ErrTimeout) = %v", err)
+	}
+	if err := w.outcome(ErrUnavailable); err != ErrUnavailable {
+		t.Errorf("outcome(ErrUnavailable) = %v", err)
+	}
+	if w.untilNext() < 50*time.Millisecond {
+		t.Errorf("untilNext = %s, want at least a little", w.untilNext())
+	}
+}
