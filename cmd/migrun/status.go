@@ -199,7 +199,7 @@ func settingsReport(p *parsed) []statusSetting {
 			r.Source, r.From = "flag", s.source
 		case s.source != "":
 			r.Source, r.From = "variable", s.source
-		case s.Def != "":
+		case s.Def != "" || (s.value.IsZero() && v != ""): // a default, or the zero of its kind (false, 0s)
 			r.Source = "default"
 		case !s.value.IsZero():
 			r.Source = "derived"

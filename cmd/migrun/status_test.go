@@ -33,6 +33,7 @@ func TestParseStatus(t *testing.T) {
 		"MIGRUN_CONNECT_TIMEOUT":    {Value: "1m0s", Source: "default"},
 		"MIGRUN_LOCK_NAME":          {Value: "app_production", Source: "derived"},
 		"MIGRUN_APP":                {Value: "", Source: "unset"},
+		"MIGRUN_SKIP_IF_CURRENT":    {Value: "false", Source: "default"},
 		"MIGRUN_STATUS_NOTIFY_TEST": {Value: "true", Source: "flag", From: "--notify-test"},
 	} {
 		s := got[variable]
