@@ -81,13 +81,23 @@ type Options struct {
 	// attribute. Default "migrun".
 	Identity string
 	Logger   *slog.Logger // default slog.Default()
+	// CommandIdentity names the database sessions of a holder's
+	// command (PostgreSQL's application_name) from the holder's
+	// Identity, so that a waiter can say what the holder's migration is
+	// doing; "" or nil: not looked for.
+	CommandIdentity func(holderIdentity string) string
+	// ProgressInterval is how often a waiter logs who holds the lock,
+	// how long it has waited and how long it has left. Default 30s.
+	ProgressInterval time.Duration
 }
 
 // Locker is one runner's handle on the lock, for one Lock and Unlock.
 type Locker interface {
 	// Lock connects (retrying within ConnectTimeout, also after a connection
-	// lost while waiting) and blocks until the lock is held. It returns an
-	// error wrapping ErrTimeout when ctx's deadline passes first, ErrUnavailable
+	// lost while waiting) and blocks until the lock is held. While the lock
+	// is held by another runner it logs who holds it, at once and every
+	// ProgressInterval. It returns a *TimeoutError, which wraps ErrTimeout,
+	// when ctx's deadline passes first, ErrUnavailable
 	// when the database cannot be reached, or ctx.Err() when ctx is cancelled.
 	// A runner that takes the lock right after a database restart, or
 	// right after its own connection was lost, holds it for
@@ -275,6 +285,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.ProgressInterval <= 0 {
+		o.ProgressInterval = DefaultProgressInterval
 	}
 	return o
 }

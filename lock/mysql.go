@@ -49,6 +49,7 @@ type myLocker struct {
 	// started estimates when the server started, from its Uptime; zero
 	// when unknown.
 	started time.Time
+	report  *waitReport // while Lock waits
 }
 
 func newMySQL(u *dburl.URL, opts Options, timing Timing) *myLocker {
@@ -116,8 +117,12 @@ func (m *myLocker) connect(ctx context.Context) error {
 }
 
 func (m *myLocker) Lock(ctx context.Context) error {
+	m.report = newWaitReport(m.opts, m.String())
+	return m.report.outcome(m.lock(ctx))
+}
+
+func (m *myLocker) lock(ctx context.Context) error {
 	m.budget = newBudget(m.opts.ConnectTimeout, dbconn.MySQLAddr(m.u))
-	announced := false
 	for {
 		if m.conn == nil {
 			if err := m.connect(ctx); err != nil {
@@ -153,10 +158,7 @@ func (m *myLocker) Lock(ctx context.Context) error {
 			m.close()
 			return ErrTimeout
 		}
-		if !announced {
-			m.opts.Logger.Info("lock is held by another runner; waiting", "lock", m.String())
-			announced = true
-		}
+		m.report.held(ctx, m.describe)
 		if got.waited == 0 {
 			// The budget left no room for the server to wait: do it here.
 			if err := sleep(ctx, 200*time.Millisecond); err != nil {
@@ -165,6 +167,21 @@ func (m *myLocker) Lock(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// describe finds the holder on the waiter's connection, bounded like
+// every statement of a waiter.
+func (m *myLocker) describe(ctx context.Context) (holder, bool, error) {
+	sctx, cancel, err := m.budget.statement(ctx, 0)
+	if err != nil {
+		return holder{}, false, err
+	}
+	defer cancel()
+	h, found, err := describeMySQL(sctx, m.conn, m.name)
+	if err == nil {
+		m.budget.answered(time.Now())
+	}
+	return h, found, err
 }
 
 // myTry is what one GET_LOCK found.
@@ -182,7 +199,8 @@ var settingsRefused = map[uint16]bool{1193: true, 1227: true, 1231: true, 1232: 
 // GET_LOCK takes no fractions), never past ctx's deadline by more than
 // the rounding, and leaving a second of the budget for the answer.
 func (m *myLocker) try(ctx context.Context) (myTry, error) {
-	wait := getLockChunk
+	// Not past the next progress line (the first try: at most a second).
+	wait := min(getLockChunk, m.report.untilNext())
 	if dl, ok := ctx.Deadline(); ok {
 		wait = min(wait, time.Until(dl))
 	}

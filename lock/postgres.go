@@ -50,6 +50,7 @@ type pgLocker struct {
 	// pooled: the backend is not the one the connection's startup named:
 	// a pooler or proxy is in between.
 	pooled bool
+	report *waitReport // while Lock waits
 }
 
 // pollInterval bounds how long a session-mode waiter relies on the
@@ -102,6 +103,11 @@ func (p *pgLocker) connect(ctx context.Context) error {
 }
 
 func (p *pgLocker) Lock(ctx context.Context) error {
+	p.report = newWaitReport(p.opts, p.String())
+	return p.report.outcome(p.lock(ctx))
+}
+
+func (p *pgLocker) lock(ctx context.Context) error {
 	p.budget = newBudget(p.opts.ConnectTimeout, dbconn.PostgresAddr(p.u))
 	// Transaction mode can only poll: start often, back off to the bound.
 	// Session mode is woken by NOTIFY and polls only for a dead holder.
@@ -109,7 +115,6 @@ func (p *pgLocker) Lock(ctx context.Context) error {
 	if p.opts.Mode == ModeSession {
 		poll = backoff.New(pollInterval, pollInterval)
 	}
-	announced := false
 	for {
 		if p.conn == nil {
 			if err := p.connect(ctx); err != nil {
@@ -152,11 +157,8 @@ func (p *pgLocker) Lock(ctx context.Context) error {
 			p.listening = true
 			continue
 		}
-		if !announced {
-			p.opts.Logger.Info("lock is held by another runner; waiting", "lock", p.String())
-			announced = true
-		}
-		if err := p.waitTurn(ctx, poll.Next()); err != nil {
+		p.report.held(ctx, p.describe)
+		if err := p.waitTurn(ctx, min(poll.Next(), p.report.untilNext())); err != nil {
 			if ctx.Err() != nil {
 				p.close()
 				return ctxErr(ctx)
@@ -166,6 +168,21 @@ func (p *pgLocker) Lock(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// describe finds the holder on the waiter's connection, bounded like
+// every statement of a waiter.
+func (p *pgLocker) describe(ctx context.Context) (holder, bool, error) {
+	sctx, cancel, err := p.budget.statement(ctx, 0)
+	if err != nil {
+		return holder{}, false, err
+	}
+	defer cancel()
+	h, found, err := describePostgres(sctx, p.conn, p.k1, p.k2, p.opts.Mode, p.opts.CommandIdentity)
+	if err == nil {
+		p.budget.answered(time.Now())
+	}
+	return h, found, err
 }
 
 // tryResult is what one attempt found.

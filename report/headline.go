@@ -43,7 +43,7 @@ func (r Result) Headline() string {
 		return verb("failed", ": command not executable")
 	case LockLost:
 		return verb("stopped", ": lock lost")
-	case LockTimeout, Unreachable, ConfigError, StillPending:
+	case LockTimeout, Unreachable, ConfigError, StillPending, Healthy, Unhealthy, NotifyTest:
 		return colon(r.Describe())
 	case InternalError:
 		return colon("migrun internal error")

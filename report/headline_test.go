@@ -37,6 +37,9 @@ func TestHeadline(t *testing.T) {
 		{with(InternalError), "DB migration: migrun internal error in production (rails-app 1.2.3)"},
 		{with(Current), "DB migration: nothing pending in production (rails-app 1.2.3)"},
 		{with(StillPending), "DB migration: migrations still pending in production (rails-app 1.2.3)"},
+		{with(Healthy), "DB migration: all is well in production (rails-app 1.2.3)"},
+		{with(Unhealthy), "DB migration: something is wrong in production (rails-app 1.2.3)"},
+		{with(NotifyTest), "DB migration: notification test from migrun status in production (rails-app 1.2.3)"},
 		{with("rolled back"), "DB migration: rolled back in production (rails-app 1.2.3)"},
 		{with(""), "DB migration: unknown outcome in production (rails-app 1.2.3)"},
 		// What is not known is left out.

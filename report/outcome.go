@@ -14,24 +14,28 @@ type Outcome string
 
 // The outcomes of `migrun run` and `migrun wait`.
 const (
-	Succeeded     Outcome = "succeeded"      // the command exited 0
-	Skipped       Outcome = "skipped"        // nothing pending: the command was not run (--skip-if-current)
-	Failed        Outcome = "failed"         // the command exited non-zero
-	Killed        Outcome = "killed"         // the command died of a signal
-	NotFound      Outcome = "not found"      // the command does not exist
-	NotExecutable Outcome = "not executable" // the command cannot be executed
-	Stopped       Outcome = "stopped"        // migrun was told to stop (a signal) before the command ran
-	LockTimeout   Outcome = "lock timeout"   // the lock was not acquired in time
-	LockLost      Outcome = "lock lost"      // the lock was lost while the command ran, so migrun stopped the command
-	Unreachable   Outcome = "unreachable"    // the database could not be reached, or refused us
-	ConfigError   Outcome = "config error"   // bad configuration or usage
-	InternalError Outcome = "internal error" // migrun itself failed
-	Current       Outcome = "current"        // wait: no migration pending
-	StillPending  Outcome = "pending"        // wait: migrations still pending (or migrun could not tell) at the timeout
+	Succeeded     Outcome = "succeeded"         // the command exited 0
+	Skipped       Outcome = "skipped"           // nothing pending: the command was not run (--skip-if-current)
+	Failed        Outcome = "failed"            // the command exited non-zero
+	Killed        Outcome = "killed"            // the command died of a signal
+	NotFound      Outcome = "not found"         // the command does not exist
+	NotExecutable Outcome = "not executable"    // the command cannot be executed
+	Stopped       Outcome = "stopped"           // migrun was told to stop (a signal) before the command ran
+	LockTimeout   Outcome = "lock timeout"      // the lock was not acquired in time
+	LockLost      Outcome = "lock lost"         // the lock was lost while the command ran, so migrun stopped the command
+	Unreachable   Outcome = "unreachable"       // the database could not be reached, or refused us
+	ConfigError   Outcome = "config error"      // bad configuration or usage
+	InternalError Outcome = "internal error"    // migrun itself failed
+	Current       Outcome = "current"           // wait: no migration pending
+	StillPending  Outcome = "pending"           // wait: migrations still pending (or migrun could not tell) at the timeout
+	Healthy       Outcome = "healthy"           // status: all is well
+	Unhealthy     Outcome = "unhealthy"         // status: something is wrong (unreachable, pending, a notification test failed)
+	NotifyTest    Outcome = "notification test" // status --notify-test: the message it posts
 )
 
 // Exit statuses besides the command's own (sysexits.h where one fits).
 const (
+	ExitTrouble       = 1   // status: something is wrong
 	ExitUsage         = 64  // EX_USAGE: bad flags, variables or URL
 	ExitUnavailable   = 69  // EX_UNAVAILABLE: database unreachable or refused us
 	ExitSoftware      = 70  // EX_SOFTWARE: migrun itself failed
@@ -84,6 +88,9 @@ var outcomes = map[Outcome]outcomeInfo{
 	Unreachable:   {ExitUnavailable, Failure},
 	ConfigError:   {ExitUsage, Failure},
 	InternalError: {ExitSoftware, Failure},
+	Healthy:       {0, OK},
+	Unhealthy:     {ExitTrouble, Failure},
+	NotifyTest:    {0, OK},
 }
 
 // ExitStatus is what migrun exits with after this run: the one place an exit
@@ -148,6 +155,12 @@ func (r Result) Describe() string {
 		return "migrations still pending"
 	case Current:
 		return "no migration pending"
+	case Healthy:
+		return "all is well"
+	case Unhealthy:
+		return "something is wrong"
+	case NotifyTest:
+		return "notification test from migrun status"
 	case "":
 		return "unknown outcome"
 	}

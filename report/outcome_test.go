@@ -30,6 +30,9 @@ func TestExitStatus(t *testing.T) {
 		{Result{Outcome: Unreachable}, 69, Failure},
 		{Result{Outcome: ConfigError}, 64, Failure},
 		{Result{Outcome: InternalError}, 70, Failure},
+		{Result{Outcome: Healthy}, 0, OK},
+		{Result{Outcome: Unhealthy}, 1, Failure},
+		{Result{Outcome: NotifyTest}, 0, OK},
 		{Result{Outcome: "made up"}, 70, Failure},
 	}
 	for _, tt := range tests {

@@ -121,43 +121,50 @@ func parseRun(args []string, environ map[string]string, usage io.Writer) (*runCo
 	if err != nil {
 		return c, err
 	}
+	return c, c.resolve(p, environ)
+}
+
+// resolve checks the settings parseSettings read into c and derives the
+// rest, as `migrun run` uses them (`migrun status` reports on them).
+func (c *runConfig) resolve(p *parsed, environ map[string]string) error {
+	var err error
 	c.parsed = p
 	c.command = p.args
 	if len(c.command) == 0 {
 		c.command = slices.Clone(defaultCommand)
 	}
 	if c.command[0] == "" {
-		return c, errors.New("the command is empty (after --)")
+		return errors.New("the command is empty (after --)")
 	}
 	c.terminationLogSet = p.given(&c.TerminationLog)
 	if err := c.checkDurations(p, &c.LockTimeout, &c.KeepAlive, &c.DeadHolderTimeout, &c.StopTimeout, &c.NotifyTimeout, &c.ProgressInterval); err != nil {
-		return c, err
+		return err
 	}
 	if err := c.NotifySettings.validate(p); err != nil {
-		return c, err
+		return err
 	}
 	if c.LockMode != "none" {
 		if _, err := lock.TimingFor(c.lockOptions("", nil)); err != nil {
 			var te *lock.TimingError
 			if errors.As(err, &te) {
-				return c, p.invalid(&c.DeadHolderTimeout, "too short for MIGRUN_KEEPALIVE_INTERVAL=%s and MIGRUN_STOP_TIMEOUT=%s: make it at least %s, or shorten those",
+				return p.invalid(&c.DeadHolderTimeout, "too short for MIGRUN_KEEPALIVE_INTERVAL=%s and MIGRUN_STOP_TIMEOUT=%s: make it at least %s, or shorten those",
 					time.Duration(c.KeepAlive), time.Duration(c.StopTimeout), te.Min)
 			}
-			return c, err
+			return err
 		}
 	}
 	if c.url, err = parseDatabase(p, &c.DatabaseSettings, c.LockMode != "none" || bool(c.SkipIfCurrent)); err != nil {
-		return c, err
+		return err
 	}
 	if c.LockName == "" && c.url != nil {
 		c.LockName = c.url.Database
 	}
 	if c.SkipIfCurrent {
 		if c.databases, err = explicitDatabases(p, &c.GateSettings, c.url, environ); err != nil {
-			return c, err
+			return err
 		}
 	}
-	return c, nil
+	return nil
 }
 
 // stopMargin is how much sooner than the lock's deadline the command is
@@ -175,7 +182,21 @@ func (c *runConfig) lockOptions(identity string, log *slog.Logger) lock.Options 
 		StopLead:          time.Duration(c.StopTimeout) + stopMargin,
 		Identity:          identity,
 		Logger:            log,
+		ProgressInterval:  time.Duration(c.ProgressInterval),
+		CommandIdentity:   commandIdentity,
 	}
+}
+
+// commandIdentity is the name the command's own sessions get (PGAPPNAME,
+// see run.commandEnv) in the run whose lock sessions are named identity,
+// "migrun <host> <pid>": "migrun command <host> <pid>", so that a waiter
+// finds what the holder's migration is doing. "" for other names.
+func commandIdentity(identity string) string {
+	rest, ok := strings.CutPrefix(identity, "migrun ")
+	if !ok || rest == "" {
+		return ""
+	}
+	return truncateName("migrun command " + rest)
 }
 
 // truncateName bounds a session name to 63 bytes, PostgreSQL's limit for

@@ -29,6 +29,9 @@ func subcommands() []subcommand {
 		{"manifest", "migrun manifest [--output PATH] [--print-script] [-- RUNNER...]",
 			"at image build: have Rails write down the migrations it sees (default runner: bundle exec rails runner), for wait and --skip-if-current",
 			settingsOf(&manifestConfig{})},
+		{"status", "migrun status [flags]",
+			"with the Job's environment: the settings and their sources, the database, the lock (never taken), pending migrations, notifications (--notify-test, --format json)",
+			settingsOf(&statusConfig{})},
 		{"version", "migrun version", "print the version", nil},
 		{"help", "migrun help [COMMAND] [--json]", "this help; --json lists every command's settings for tools", nil},
 	}
@@ -68,7 +71,7 @@ var exitStatuses = []struct {
 	Meaning string `json:"meaning"`
 }{
 	{"0", "success (also: skipped, nothing pending)"},
-	{"1-125", "the command's own exit status"},
+	{"1-125", "the command's own exit status; status: 1 when something is wrong"},
 	{fmt.Sprint(report.ExitUsage), "usage or configuration error"},
 	{fmt.Sprint(report.ExitUnavailable), "database unreachable, or it refused us"},
 	{fmt.Sprint(report.ExitSoftware), "migrun itself failed"},
@@ -103,7 +106,7 @@ func helpMain(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 {
 		command = args[0]
 		if !slices.ContainsFunc(subcommands(), func(c subcommand) bool { return c.Name == command }) {
-			fmt.Fprintf(stderr, "migrun: unknown command %q (want run, wait, manifest, help or version)\n", command)
+			fmt.Fprintf(stderr, "migrun: unknown command %q (want run, wait, manifest, status, help or version)\n", command)
 			return report.ExitUsage
 		}
 	}

@@ -36,6 +36,8 @@ func Main(ctx context.Context, args []string, environ map[string]string, stdout,
 		return waitMain(ctx, args[1:], environ, stdout, stderr)
 	case "manifest":
 		return manifestMain(ctx, args[1:], environ, stdout, stderr)
+	case "status":
+		return statusMain(ctx, args[1:], environ, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "migrun", versionString())
 		return 0
@@ -46,7 +48,7 @@ func Main(ctx context.Context, args []string, environ map[string]string, stdout,
 		// `migrun [flags] -- COMMAND` is `migrun run [flags] -- COMMAND`.
 		return runMain(ctx, args, environ, stdout, stderr)
 	}
-	fmt.Fprintf(stderr, "migrun: unknown command %q (want run, wait, manifest, help or version)\n", args[0])
+	fmt.Fprintf(stderr, "migrun: unknown command %q (want run, wait, manifest, status, help or version)\n", args[0])
 	return report.ExitUsage
 }
 

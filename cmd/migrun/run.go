@@ -252,7 +252,14 @@ func (r *run) acquire(ctx context.Context, locker lock.Locker, sigs <-chan os.Si
 		}
 		return true
 	case errors.Is(err, lock.ErrTimeout) || errors.Is(err, context.DeadlineExceeded):
-		r.fail(report.LockTimeout, fmt.Errorf("lock not acquired in %s: %w", time.Duration(r.cfg.LockTimeout), err))
+		// The holder as the waiter last saw it goes to the log, the
+		// termination log and Slack with the error.
+		why := fmt.Sprintf("lock not acquired in %s", time.Duration(r.cfg.LockTimeout))
+		var te *lock.TimeoutError
+		if errors.As(err, &te) && te.Holder != "" {
+			why += "; held by " + te.Holder
+		}
+		r.fail(report.LockTimeout, errors.New(why))
 	case errors.Is(err, lock.ErrUnsupported):
 		r.fail(report.ConfigError, err)
 	default:

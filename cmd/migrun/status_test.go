@@ -1,0 +1,117 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/migrun/migrun/report"
+)
+
+func TestParseStatus(t *testing.T) {
+	env := map[string]string{"DATABASE_URL": pgURL, "MIGRUN_LOCK_TIMEOUT": "5m", "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T0/B0/StatusSecret1"}
+	c, err := parseStatus([]string{"--format", "JSON", "--notify-test", "--progress-interval=7s"}, env, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Format != "json" || !bool(c.NotifyTest) || c.url == nil || c.LockName != "app_production" {
+		t.Errorf("format %q, notify test %v, url %v, lock name %q", c.Format, c.NotifyTest, c.url, c.LockName)
+	}
+	// Where each value came from, as the one parser recorded it.
+	got := map[string]statusSetting{}
+	for _, s := range settingsReport(c.parsed) {
+		got[s.Variable] = s
+	}
+	for variable, want := range map[string]statusSetting{
+		"MIGRUN_DATABASE_URL":       {Value: "[redacted]", Source: "variable", From: "DATABASE_URL"},
+		"SLACK_WEBHOOK_URL":         {Value: "[redacted]", Source: "variable", From: "SLACK_WEBHOOK_URL"},
+		"MIGRUN_LOCK_TIMEOUT":       {Value: "5m0s", Source: "variable", From: "MIGRUN_LOCK_TIMEOUT"},
+		"MIGRUN_PROGRESS_INTERVAL":  {Value: "7s", Source: "flag", From: "--progress-interval"},
+		"MIGRUN_STATUS_FORMAT":      {Value: "json", Source: "flag", From: "--format"},
+		"MIGRUN_CONNECT_TIMEOUT":    {Value: "1m0s", Source: "default"},
+		"MIGRUN_LOCK_NAME":          {Value: "app_production", Source: "derived"},
+		"MIGRUN_APP":                {Value: "", Source: "unset"},
+		"MIGRUN_SKIP_IF_CURRENT":    {Value: "false", Source: "default"},
+		"MIGRUN_STATUS_NOTIFY_TEST": {Value: "true", Source: "flag", From: "--notify-test"},
+	} {
+		s := got[variable]
+		if s.Value != want.Value || s.Source != want.Source || s.From != want.From {
+			t.Errorf("%s: %+v, want %+v", variable, s, want)
+		}
+	}
+
+	for _, tt := range []struct {
+		args    []string
+		env     map[string]string
+		wantErr string
+	}{
+		{[]string{"--", "rails", "db:migrate"}, env, "migrun status takes no command"},
+		{[]string{"--format", "yaml"}, env, `--format="yaml": want text or json`},
+		{nil, map[string]string{}, "no database"},
+		{[]string{"--lock-timeout", "5"}, env, "a duration needs a unit"},
+	} {
+		if _, err := parseStatus(tt.args, tt.env, io.Discard); err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+			t.Errorf("parseStatus(%q) = %v, want %q", tt.args, err, tt.wantErr)
+		}
+	}
+}
+
+// TestStatusHelp: status has its help, in the overview and in help
+// --json, with its own flags and run's, and shows no secret.
+func TestStatusHelp(t *testing.T) {
+	env := map[string]string{"DATABASE_URL": pgURL, "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T0/B0/StatusSecret2"}
+	var help strings.Builder
+	if _, err := parseStatus([]string{"--help"}, env, &help); !errors.Is(err, errHelp) {
+		t.Fatalf("parseStatus(--help) = %v", err)
+	}
+	for _, want := range []string{"Usage: migrun status", "--format", "--notify-test", "--lock-timeout", "MIGRUN_STATUS_FORMAT; default text"} {
+		if !strings.Contains(help.String(), want) {
+			t.Errorf("status's help lacks %q", want)
+		}
+	}
+	res := runMainWith(t, env, "status", "--help")
+	if res.status != 0 || !strings.Contains(res.stdout, "Usage: migrun status") || strings.Contains(res.stdout+help.String(), "StatusSecret2") || strings.Contains(res.stdout, "s3cretpw") {
+		t.Errorf("status --help: %d\n%s", res.status, res.stdout)
+	}
+	if res := runMainWith(t, nil, "help"); !strings.Contains(res.stdout, "migrun status [flags]") {
+		t.Errorf("the overview lacks status:\n%s", res.stdout)
+	}
+	res = runMainWith(t, nil, "help", "--json")
+	var doc struct {
+		Commands []struct {
+			Name     string
+			Settings []struct{ Env, Flag string }
+		}
+	}
+	if err := json.Unmarshal([]byte(res.stdout), &doc); err != nil {
+		t.Fatal(err)
+	}
+	found := map[string]bool{}
+	for _, c := range doc.Commands {
+		for _, s := range c.Settings {
+			found[c.Name+" "+s.Env+" --"+s.Flag] = true
+		}
+	}
+	for _, want := range []string{"status MIGRUN_STATUS_FORMAT --format", "status MIGRUN_STATUS_NOTIFY_TEST --notify-test", "status MIGRUN_LOCK_TIMEOUT --lock-timeout"} {
+		if !found[want] {
+			t.Errorf("help --json lacks %q", want)
+		}
+	}
+}
+
+// TestStatusExitStatus: status's statuses come from report's one table.
+func TestStatusExitStatus(t *testing.T) {
+	for outcome, want := range map[report.Outcome]int{report.Healthy: 0, report.Unhealthy: 1, report.ConfigError: 64} {
+		d := &statusDoc{outcome: outcome}
+		d.settle()
+		if d.ExitStatus != want || d.OK != (want == 0) || d.Problems == nil {
+			t.Errorf("%s: exit %d ok %v, want %d", outcome, d.ExitStatus, d.OK, want)
+		}
+	}
+	res := runMainWith(t, map[string]string{"DATABASE_URL": pgURL}, "status", "--lock-mode", "sometimes")
+	if res.status != 64 || !strings.Contains(res.stderr, "--lock-mode") {
+		t.Errorf("bad setting: %d %s", res.status, res.stderr)
+	}
+}
