@@ -445,3 +445,25 @@ func TestMajorVersion(t *testing.T) {
 		}
 	}
 }
+
+// TestRefusedSetting: only a server that will never take the lock
+// session's settings makes it go on without them; a cancelled statement
+// (the role's statement_timeout on a slow machine) is tried again.
+func TestRefusedSetting(t *testing.T) {
+	for code, want := range map[string]bool{
+		"42704": true,  // unrecognized configuration parameter
+		"42501": true,  // permission denied to set parameter
+		"22023": true,  // invalid value for parameter
+		"55P02": true,  // cannot be changed now
+		"0A000": true,  // not supported (a proxy)
+		"57014": false, // canceling statement due to statement timeout
+		"57P01": false, // terminating connection due to administrator command
+		"40001": false, // serialization failure
+		"53300": false, // too many connections
+		"08006": false, // connection failure
+	} {
+		if got := refusedSetting(code); got != want {
+			t.Errorf("refusedSetting(%s) = %t, want %t", code, got, want)
+		}
+	}
+}

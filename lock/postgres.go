@@ -249,7 +249,7 @@ func (p *pgLocker) try(ctx context.Context) (tryResult, error) {
 		if p.opts.Mode == ModeTransaction {
 			settingsAt = 1
 		}
-		if withSettings && failedAt(results) == settingsAt && errors.As(err, &pgErr) && !p.conn.IsClosed() {
+		if withSettings && failedAt(results) == settingsAt && errors.As(err, &pgErr) && refusedSetting(pgErr.Code) && !p.conn.IsClosed() {
 			// The server refused a setting: warn, and go on without.
 			p.opts.Logger.Warn("the database refused the lock session's settings; the lock is not protected from the role's timeouts, and a vanished holder's lock may stay held until the server's own TCP keep-alive gives up",
 				"lock", p.String(), "err", fmt.Sprintf("%s (SQLSTATE %s)", pgErr.Message, pgErr.Code))
@@ -297,6 +297,23 @@ func (p *pgLocker) try(ctx context.Context) (tryResult, error) {
 		}
 	}
 	return r, nil
+}
+
+// refusedSetting reports whether SQLSTATE code says the server will not
+// take one of the lock session's settings (an unknown name, a value out of
+// range, one the role may not change): going on without them is then the
+// only way. Anything else, above all a statement cancelled by the very
+// statement_timeout the settings switch off (57014) on a slow machine, is
+// passing: the attempt fails and is made again, with the settings.
+func refusedSetting(code string) bool {
+	switch {
+	case strings.HasPrefix(code, "42"), // undefined_object (an unknown setting), insufficient_privilege
+		strings.HasPrefix(code, "22"), // invalid_parameter_value
+		strings.HasPrefix(code, "0A"), // feature_not_supported
+		code == "55P02":               // cant_change_runtime_param
+		return true
+	}
+	return false
 }
 
 // failedAt is the index of the statement of a multi-statement message
