@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/migrun/migrun/dburl"
 	"github.com/migrun/migrun/internal/dbconn"
@@ -464,6 +465,39 @@ func TestRefusedSetting(t *testing.T) {
 	} {
 		if got := refusedSetting(code); got != want {
 			t.Errorf("refusedSetting(%s) = %t, want %t", code, got, want)
+		}
+	}
+}
+
+// TestCancelledStatementReconnects: a lock statement cancelled by the
+// role's statement_timeout (57014) while waiting is a passing thing: the
+// waiter drops the connection (freeing anything the cancelled statement
+// took) and tries again on a new one, which resends the session's settings;
+// it is neither a lost server (no takeover guard) nor a refusal (no exit).
+// Any other error the server answers with still ends the wait.
+func TestCancelledStatementReconnects(t *testing.T) {
+	_, raw := testdb.Postgres(t).CreateDatabase(t)
+	for _, tt := range []struct {
+		code  string
+		fatal bool
+	}{{queryCanceled, false}, {"42501", true}} {
+		l, err := New(mustParse(t, raw), Options{Name: "cancelled", Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := l.(*pgLocker)
+		p.budget = newBudget(time.Minute, "test")
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		if err := p.connect(ctx); err != nil {
+			t.Fatal(err)
+		}
+		err = p.dropBroken(&pgconn.PgError{Code: tt.code, Message: "canceling statement due to statement timeout"})
+		cancel()
+		if (err != nil) != tt.fatal {
+			t.Errorf("SQLSTATE %s: dropBroken = %v, want fatal %t", tt.code, err, tt.fatal)
+		}
+		if p.conn != nil || p.lostConn {
+			t.Errorf("SQLSTATE %s: connection kept (%t) or taken for a lost server (%t)", tt.code, p.conn != nil, p.lostConn)
 		}
 	}
 }

@@ -299,6 +299,10 @@ func (p *pgLocker) try(ctx context.Context) (tryResult, error) {
 	return r, nil
 }
 
+// queryCanceled is SQLSTATE query_canceled: a statement_timeout, or a
+// cancel request.
+const queryCanceled = "57014"
+
 // refusedSetting reports whether SQLSTATE code says the server will not
 // take one of the lock session's settings (an unknown name, a value out of
 // range, one the role may not change): going on without them is then the
@@ -473,6 +477,16 @@ func (p *pgLocker) dropBroken(err error) error {
 	}
 	var pgErr *pgconn.PgError
 	isPg := errors.As(err, &pgErr)
+	if isPg && pgErr.Code == queryCanceled && !p.conn.IsClosed() {
+		// Cancelled, most likely by the role's statement_timeout before
+		// the session's own settings took (a slow moment): not a refusal.
+		// A fresh connection sends the settings again; the connection's
+		// budget still bounds how long this may go on. Closing also
+		// frees a session lock the cancelled statement may have taken.
+		p.opts.Logger.Info("a lock statement was cancelled (the role's statement_timeout?); trying again on a new connection", "lock", p.String())
+		p.close()
+		return nil
+	}
 	if isPg && !p.conn.IsClosed() {
 		p.close()
 		return fmt.Errorf("acquire %s: %s (SQLSTATE %s)", p.String(), pgErr.Message, pgErr.Code)
