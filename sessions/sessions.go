@@ -290,6 +290,9 @@ func optionNames(opts string) map[string]bool {
 
 // applyMySQL adds init_command (lock_wait_timeout) to the MySQL URLs.
 func applyMySQL(env map[string]string, s Settings) []string {
+	if s.LockTimeout <= 0 {
+		return nil // the only setting MySQL sessions get
+	}
 	var notes []string
 	urls, rounded := 0, false
 	for _, name := range urlVariables(env) {

@@ -144,6 +144,12 @@ func TestApply(t *testing.T) {
 			wantNotes: []string{"DATABASE_URL uses trilogy, which has no init_command: no lock_wait_timeout for its sessions"},
 		},
 		{
+			// A dead-client bound alone: nothing for MySQL, and nothing to say.
+			name: "mysql: no DATABASE_URL, no DDL lock timeout", settings: Settings{DeadClientTimeout: 30 * time.Second},
+			env:  map[string]string{"MIGRUN_DATABASE_URL": mysqlURL},
+			want: map[string]string{"MIGRUN_DATABASE_URL": mysqlURL, "DATABASE_URL": ""},
+		},
+		{
 			name: "mysql: no DATABASE_URL, Rails reads database.yml", settings: both,
 			env:       map[string]string{"MIGRUN_DATABASE_URL": mysqlURL},
 			want:      map[string]string{"MIGRUN_DATABASE_URL": mysqlURL, "DATABASE_URL": ""},
