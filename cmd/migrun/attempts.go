@@ -46,7 +46,7 @@ func (r *run) runAttempts(ctx context.Context, locker lock.Locker, env map[strin
 	for attempt := 1; ; attempt++ {
 		out, started, blockers, ok := r.attempt(locker, envList(env), sigs, obs, attempt == 1)
 		if !ok {
-			return
+			break
 		}
 		r.record(out, started)
 		outputs = append(outputs, r.res.Output)
@@ -88,6 +88,14 @@ func (r *run) runAttempts(ctx context.Context, locker lock.Locker, env map[strin
 // could not be started (recorded). blockers are the last sessions seen
 // blocking it.
 func (r *run) attempt(locker lock.Locker, env []string, sigs <-chan os.Signal, obs *sessions.Observer, first bool) (out runner.Result, started time.Time, blockers []string, ok bool) {
+	// A lock known lost is never run under, whatever MIGRUN_ON_LOCK_LOST
+	// says: continue lets a running command finish, it starts none.
+	select {
+	case <-locker.Lost():
+		r.lostBeforeStart(locker, first)
+		return out, started, nil, false
+	default:
+	}
 	r.log.Info("running command", "command", strings.Join(r.cfg.command, " "))
 	started = time.Now()
 	proc, err := runner.Start(r.cfg.command, env, runner.Options{
@@ -127,13 +135,35 @@ func (r *run) attempt(locker lock.Locker, env []string, sigs <-chan os.Signal, o
 	return out, started, watch.stop(), true
 }
 
+// lostBeforeStart records a lock lost before an attempt started: before
+// the first, the run's outcome is the lost lock; before a later one, the
+// previous attempt's outcome stands and the loss is recorded with it.
+func (r *run) lostBeforeStart(locker lock.Locker, first bool) {
+	r.res.Lock.Lost = r.scrub.String(errString(locker.Err()))
+	if first {
+		r.res.Outcome = report.LockLost
+		r.res.Err = "lock lost before the command started"
+		r.res.Output = r.cfg.EmptyOutput
+		r.log.Error("lock lost before the command started; not running it", "lock", locker.String(), "err", r.res.Lock.Lost)
+		return
+	}
+	r.log.Error("lock lost between attempts; not running the command again", "lock", locker.String(), "err", r.res.Lock.Lost)
+}
+
 // pause waits d between attempts, holding the lock; false when migrun was
-// told to stop (the signal is recorded) or the lock was lost meanwhile.
+// told to stop (the signal is recorded) or the lock was lost meanwhile
+// (also when it is found lost just as the pause ends).
 func (r *run) pause(d time.Duration, locker lock.Locker, sigs <-chan os.Signal) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
+		select {
+		case <-locker.Lost():
+			r.res.Lock.Lost = r.scrub.String(errString(locker.Err()))
+			return false
+		default:
+		}
 		return true
 	case sig := <-sigs:
 		r.res.Outcome, r.res.Signal = report.Stopped, int(sig.(syscall.Signal))

@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/migrun/migrun/internal/redact"
+	"github.com/migrun/migrun/report"
+)
+
+// lostLocker is a held Locker whose Lost channel the test closes.
+type lostLocker struct {
+	lost chan struct{}
+	err  error
+}
+
+func newLostLocker(lost bool) *lostLocker {
+	l := &lostLocker{lost: make(chan struct{}), err: errors.New("lock connection lost: password s3cretpw rejected")}
+	if lost {
+		close(l.lost)
+	}
+	return l
+}
+
+func (l *lostLocker) Lock(context.Context) error   { return nil }
+func (l *lostLocker) Unlock(context.Context) error { return nil }
+func (l *lostLocker) Lost() <-chan struct{}        { return l.lost }
+func (l *lostLocker) Err() error                   { return l.err }
+func (l *lostLocker) String() string               { return "test lock" }
+
+// recordedTimeout is a real Rails output of a migration that failed on the
+// DDL lock timeout in a transaction: DecideRetry finds a rerun safe.
+var recordedTimeout = filepath.Join("..", "..", "rails", "testdata", "failures", "postgresql-transaction.txt")
+
+// attemptRun is a run whose command is sh -c script, with no database
+// sessions to observe.
+func attemptRun(t *testing.T, script string) (*run, map[string]string) {
+	t.Helper()
+	r := testRun(t, io.Discard)
+	r.cfg.command = []string{"sh", "-c", script}
+	r.scrub = redact.New("s3cretpw")
+	r.notifier = newNotifier(&r.cfg.NotifySettings, r.log)
+	r.stdout, r.stderr = io.Discard, io.Discard
+	env := map[string]string{"DATABASE_URL": "sqlite3:" + filepath.Join(t.TempDir(), "db.sqlite3"), "PATH": os.Getenv("PATH")}
+	return r, env
+}
+
+// runs is how many times the command wrote to its marker file.
+func runs(t *testing.T, marker string) int {
+	t.Helper()
+	b, err := os.ReadFile(marker)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Count(string(b), "x")
+}
+
+// TestNoAttemptUnderLostLock: a lock known lost before an attempt starts
+// starts no command, even with MIGRUN_ON_LOCK_LOST=continue: before the
+// first, the run ends as lock lost (75); before a later one, the previous
+// attempt's outcome stands and the loss is recorded. The loss's cause is
+// scrubbed.
+func TestNoAttemptUnderLostLock(t *testing.T) {
+	for _, first := range []bool{true, false} {
+		marker := filepath.Join(t.TempDir(), "ran")
+		r, env := attemptRun(t, "echo x >> "+marker)
+		r.cfg.OnLockLost = "continue"
+		if !first {
+			r.res.Outcome, r.res.ExitCode = report.Failed, 1
+		}
+		if _, _, _, ok := r.attempt(newLostLocker(true), envList(env), nil, nil, first); ok {
+			t.Errorf("first %v: the attempt started under a lost lock", first)
+		}
+		if n := runs(t, marker); n != 0 {
+			t.Errorf("first %v: the command ran %d times under a lost lock", first, n)
+		}
+		want, status := report.Failed, 1
+		if first {
+			want, status = report.LockLost, 75
+		}
+		if r.res.Outcome != want || r.res.ExitStatus() != status {
+			t.Errorf("first %v: outcome %q status %d, want %q %d", first, r.res.Outcome, r.res.ExitStatus(), want, status)
+		}
+		if first && r.res.Err != "lock lost before the command started" {
+			t.Errorf("err %q", r.res.Err)
+		}
+		if !strings.Contains(r.res.Lock.Lost, "connection lost") || strings.Contains(r.res.Lock.Lost, "s3cretpw") {
+			t.Errorf("first %v: Lock.Lost %q, want the cause, scrubbed", first, r.res.Lock.Lost)
+		}
+	}
+}
+
+// TestPausePrefersLost: when the pause's timer and the lost lock are both
+// ready, the lock's loss wins: no next attempt.
+func TestPausePrefersLost(t *testing.T) {
+	r, _ := attemptRun(t, "true")
+	l := newLostLocker(true)
+	for i := range 50 {
+		if r.pause(0, l, nil) {
+			t.Fatalf("pause %d: true with the lock lost", i)
+		}
+	}
+	if r.res.Lock.Lost == "" {
+		t.Error("the loss was not recorded")
+	}
+}
+
+// TestLockLostDuringAttemptNoRetry: with MIGRUN_ON_LOCK_LOST=continue, a
+// lock lost while an attempt runs lets it finish, but one that failed on
+// the DDL lock timeout (and could be retried) is not run again.
+func TestLockLostDuringAttemptNoRetry(t *testing.T) {
+	marker := filepath.Join(t.TempDir(), "ran")
+	r, env := attemptRun(t, "echo x >> "+marker+"; sleep 0.5; cat "+recordedTimeout+"; exit 1")
+	r.cfg.OnLockLost = "continue"
+	r.cfg.DDLLockTimeout = duration(time.Second)
+	l := newLostLocker(false)
+	time.AfterFunc(100*time.Millisecond, func() { close(l.lost) })
+	r.runAttempts(context.Background(), l, env, nil)
+	if n := runs(t, marker); n != 1 {
+		t.Errorf("the command ran %d times, want 1", n)
+	}
+	if r.res.Outcome != report.Failed || r.res.ExitStatus() != 1 || r.res.Lock.Lost == "" {
+		t.Errorf("outcome %q status %d lost %q, want failed 1 and the loss", r.res.Outcome, r.res.ExitStatus(), r.res.Lock.Lost)
+	}
+}
