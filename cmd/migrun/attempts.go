@@ -53,7 +53,9 @@ func (r *run) runAttempts(ctx context.Context, locker lock.Locker, env map[strin
 		if r.res.Outcome != report.Failed {
 			break
 		}
-		f := rails.Failure{Output: out.Output, Root: "", MigrationsPaths: r.migrationsPaths()}
+		// The decision's reason quotes the output, and goes to Slack, the
+		// termination log and the result document: it reads the scrubbed one.
+		f := rails.Failure{Output: r.scrub.String(out.Output), Root: "", MigrationsPaths: r.migrationsPaths()}
 		if obs != nil && baselineOK {
 			if after, err := obs.InvalidIndexes(ctx); err == nil {
 				f.InvalidIndexes, f.InvalidIndexesChecked = newOnes(after, baseline), true
@@ -69,6 +71,7 @@ func (r *run) runAttempts(ctx context.Context, locker lock.Locker, env map[strin
 			last.Reason += ", blocked by " + strings.Join(blockers, "; ")
 		}
 		last.Reason += ": " + d.Reason
+		last.Reason = r.scrub.String(last.Reason)
 		r.log.Warn("the command failed on the DDL lock timeout", "attempt", attempt, "blocked_by", strings.Join(blockers, "; "), "decision", d.Reason)
 		if !d.Retry || r.cfg.DDLLockTimeout == 0 || attempt > retries {
 			break

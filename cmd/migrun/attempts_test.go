@@ -132,3 +132,25 @@ func TestLockLostDuringAttemptNoRetry(t *testing.T) {
 		t.Errorf("outcome %q status %d lost %q, want failed 1 and the loss", r.res.Outcome, r.res.ExitStatus(), r.res.Lock.Lost)
 	}
 }
+
+// TestRetryReasonScrubbed: the reason of an attempt that failed on the DDL
+// lock timeout quotes the migration's statements; a secret in them is
+// masked there too (it reaches Slack, the termination log and the result
+// document).
+func TestRetryReasonScrubbed(t *testing.T) {
+	r, env := attemptRun(t, "sed s/nickname/s3cretpw/g "+filepath.Join("..", "..", "rails", "testdata", "failures", "postgresql-outside-first.txt")+"; exit 1")
+	r.res.Lock.Acquired = true
+	r.runAttempts(context.Background(), newLostLocker(false), env, nil)
+	if len(r.res.Attempts) == 0 {
+		t.Fatal("no attempt recorded")
+	}
+	reason := r.res.Attempts[0].Reason
+	if !strings.HasPrefix(reason, "lock timeout") || !strings.Contains(reason, "add_column(:accounts, :"+redact.Mask) {
+		t.Errorf("reason %q, want the lock timeout's, quoting the statement scrubbed", reason)
+	}
+	for _, text := range []string{reason, r.res.Summary(), r.res.Output} {
+		if strings.Contains(text, "s3cretpw") {
+			t.Errorf("a secret got through:\n%s", text)
+		}
+	}
+}
