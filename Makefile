@@ -73,6 +73,7 @@ fuzz:
 	go test -run='^$$' -fuzz='^FuzzMigrationFilename$$' -fuzztime=$(FUZZTIME) ./rails
 	go test -run='^$$' -fuzz='^FuzzRubyToI$$' -fuzztime=$(FUZZTIME) ./rails
 	go test -run='^$$' -fuzz='^FuzzBuildMessage$$' -fuzztime=$(FUZZTIME) ./notify
+	go test -run='^$$' -fuzz='^FuzzSQLLiterals$$' -fuzztime=$(FUZZTIME) ./internal/redact
 
 # The benchmark suite (not part of test or CI): throwaway servers, a few minutes; writes BENCHMARKS.md.
 .PHONY: bench

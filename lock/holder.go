@@ -14,6 +14,7 @@ import (
 
 	"github.com/migrun/migrun/dburl"
 	"github.com/migrun/migrun/internal/dbconn"
+	"github.com/migrun/migrun/internal/redact"
 )
 
 // DefaultProgressInterval is Options.ProgressInterval's default.
@@ -265,7 +266,7 @@ func describePostgres(ctx context.Context, conn *pgx.Conn, k1, k2 int32, mode Mo
 			m += ", waiting for " + wait
 		}
 		if query != "" {
-			m += fmt.Sprintf(", query %q", query)
+			m += fmt.Sprintf(", query %q", redact.SQLLiterals(query, false))
 		}
 	}
 	h.migration = m
@@ -305,7 +306,7 @@ func describeMySQL(ctx context.Context, conn *sql.Conn, name string) (holder, bo
 		}
 		h.since = fmt.Sprintf("%s for %s", what, ago(time.Duration(age.Int64)*time.Second))
 		if info.String != "" {
-			h.since += fmt.Sprintf(", query %q", info.String)
+			h.since += fmt.Sprintf(", query %q", redact.SQLLiterals(info.String, true))
 		}
 	}
 	// Optional: performance_schema may be off, or not ours to read.

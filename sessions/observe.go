@@ -16,6 +16,7 @@ import (
 
 	"github.com/migrun/migrun/dburl"
 	"github.com/migrun/migrun/internal/dbconn"
+	"github.com/migrun/migrun/internal/redact"
 )
 
 // This file watches the command's sessions from outside: who blocks them
@@ -328,7 +329,7 @@ func (o *Observer) pgBlockers(ctx context.Context) ([]Blocker, error) {
 			b.Waits = pgWaits(event, relation)
 			b.InTransaction = seconds(age)
 			if !b.Hidden {
-				b.Query = oneLine(query)
+				b.Query = oneLine(redact.SQLLiterals(query, false))
 			}
 			out = append(out, b)
 		}
@@ -602,7 +603,7 @@ func (o *Observer) myRows(ctx context.Context, db *sql.DB, query string, probabl
 		}
 		seen[key] = true
 		b := Blocker{PID: holder.Int64, Waiter: waiter, Waits: "a table's metadata lock", Probable: probable, Hidden: holder.Valid && !user.Valid, connection: true,
-			User: user.String, Client: host.String, Query: oneLine(info.String)}
+			User: user.String, Client: host.String, Query: oneLine(redact.SQLLiterals(info.String, true))}
 		if age.Valid && age.Int64 >= 0 {
 			b.InTransaction = time.Duration(age.Int64) * time.Second
 		}
