@@ -44,7 +44,7 @@ func (r *run) runAttempts(ctx context.Context, locker lock.Locker, env map[strin
 	wait := backoff.New(2*time.Second, 30*time.Second)
 	var outputs []string
 	for attempt := 1; ; attempt++ {
-		out, started, blockers, ok := r.attempt(locker, envList(env), sigs, obs, attempt == 1)
+		out, started, blockers, stop, ok := r.attempt(locker, envList(env), sigs, obs, attempt == 1)
 		if !ok {
 			break
 		}
@@ -73,7 +73,14 @@ func (r *run) runAttempts(ctx context.Context, locker lock.Locker, env map[strin
 		last.Reason += ": " + d.Reason
 		last.Reason = r.scrub.String(last.Reason)
 		r.log.Warn("the command failed on the DDL lock timeout", "attempt", attempt, "blocked_by", strings.Join(blockers, "; "), "decision", d.Reason)
-		if !d.Retry || r.cfg.DDLLockTimeout == 0 || attempt > retries {
+		if !d.Retry || attempt > retries {
+			break
+		}
+		if stop != nil {
+			// The signal went to the command; another attempt would only
+			// be killed mid-statement when the orchestrator's grace ends.
+			last.Reason += "; not retried: migrun was told to stop (" + signalName(stop) + ")"
+			r.log.Warn("not running the command again: migrun was told to stop", "signal", signalName(stop))
 			break
 		}
 		pause := wait.Next()
@@ -89,14 +96,15 @@ func (r *run) runAttempts(ctx context.Context, locker lock.Locker, env map[strin
 
 // attempt starts the command once and supervises it; ok is false when it
 // could not be started (recorded). blockers are the last sessions seen
-// blocking it.
-func (r *run) attempt(locker lock.Locker, env []string, sigs <-chan os.Signal, obs *sessions.Observer, first bool) (out runner.Result, started time.Time, blockers []string, ok bool) {
+// blocking it; stop is the first signal migrun was sent meanwhile (passed
+// on to the command), nil if none.
+func (r *run) attempt(locker lock.Locker, env []string, sigs <-chan os.Signal, obs *sessions.Observer, first bool) (out runner.Result, started time.Time, blockers []string, stop os.Signal, ok bool) {
 	// A lock known lost is never run under, whatever MIGRUN_ON_LOCK_LOST
 	// says: continue lets a running command finish, it starts none.
 	select {
 	case <-locker.Lost():
 		r.lostBeforeStart(locker, first)
-		return out, started, nil, false
+		return out, started, nil, nil, false
 	default:
 	}
 	r.log.Info("running command", "command", strings.Join(r.cfg.command, " "))
@@ -118,7 +126,7 @@ func (r *run) attempt(locker lock.Locker, env []string, sigs <-chan os.Signal, o
 		default: // pipes or fork failed: migrun's own trouble
 			r.fail(report.InternalError, err)
 		}
-		return out, started, nil, false
+		return out, started, nil, nil, false
 	}
 	if first {
 		snapshot := *r.res
@@ -127,15 +135,63 @@ func (r *run) attempt(locker lock.Locker, env []string, sigs <-chan os.Signal, o
 		defer r.notifier.commandEnded()
 	}
 	watch := r.watchBlockers(obs)
+	stops := watchStops(sigs)
 	out = supervise(proc, supervision{
-		sigs:     sigs,
+		sigs:     stops.ch,
 		lost:     locker.Lost(),
 		onLost:   func() { r.lockLost(locker, proc) },
 		every:    time.Duration(r.cfg.ProgressInterval),
 		progress: func() { r.progress(proc, started, watch.last()) },
 		log:      r.log,
 	})
-	return out, started, watch.stop(), true
+	return out, started, watch.stop(), stops.stop(), true
+}
+
+// stopWatch passes the signals migrun gets while an attempt runs on to
+// supervise (which forwards them to the command) and remembers the first,
+// also one that came as the command ended: after it no attempt starts.
+type stopWatch struct {
+	ch    chan os.Signal
+	first os.Signal // read after stop
+	done  chan struct{}
+	ended chan struct{}
+}
+
+func watchStops(sigs <-chan os.Signal) *stopWatch {
+	w := &stopWatch{ch: make(chan os.Signal, 1), done: make(chan struct{}), ended: make(chan struct{})}
+	go func() {
+		defer close(w.ended)
+		for {
+			select {
+			case <-w.done:
+				return
+			case sig := <-sigs:
+				if w.first == nil {
+					w.first = sig
+				}
+				select {
+				case w.ch <- sig:
+				case <-w.done:
+					return
+				}
+			}
+		}
+	}()
+	return w
+}
+
+// stop ends the relaying and returns the first signal, nil if none.
+func (w *stopWatch) stop() os.Signal {
+	close(w.done)
+	<-w.ended
+	return w.first
+}
+
+func signalName(sig os.Signal) string {
+	if s, ok := sig.(syscall.Signal); ok {
+		return report.SignalName(int(s))
+	}
+	return sig.String()
 }
 
 // lostBeforeStart records a lock lost before an attempt started: before

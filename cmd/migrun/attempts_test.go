@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -77,7 +78,7 @@ func TestNoAttemptUnderLostLock(t *testing.T) {
 		if !first {
 			r.res.Outcome, r.res.ExitCode = report.Failed, 1
 		}
-		if _, _, _, ok := r.attempt(newLostLocker(true), envList(env), nil, nil, first); ok {
+		if _, _, _, _, ok := r.attempt(newLostLocker(true), envList(env), nil, nil, first); ok {
 			t.Errorf("first %v: the attempt started under a lost lock", first)
 		}
 		if n := runs(t, marker); n != 0 {
@@ -152,5 +153,27 @@ func TestRetryReasonScrubbed(t *testing.T) {
 		if strings.Contains(text, "s3cretpw") {
 			t.Errorf("a secret got through:\n%s", text)
 		}
+	}
+}
+
+// TestNoAttemptAfterStopSignal: a stop signal that came while an attempt
+// ran (forwarded to the command) is not forgotten: when the command then
+// fails on the DDL lock timeout, nothing is run again, and the run ends as
+// the command did.
+func TestNoAttemptAfterStopSignal(t *testing.T) {
+	marker := filepath.Join(t.TempDir(), "ran")
+	r, env := attemptRun(t, "echo x >> "+marker+"; trap 'cat "+recordedTimeout+"; exit 1' TERM; sleep 5 & wait")
+	r.cfg.DDLLockTimeout = duration(time.Second)
+	sigs := make(chan os.Signal, 1)
+	time.AfterFunc(300*time.Millisecond, func() { sigs <- syscall.SIGTERM })
+	r.runAttempts(context.Background(), newLostLocker(false), env, sigs)
+	if n := runs(t, marker); n != 1 {
+		t.Errorf("the command ran %d times, want 1", n)
+	}
+	if r.res.Outcome != report.Failed || r.res.ExitStatus() != 1 {
+		t.Errorf("outcome %q status %d, want failed 1", r.res.Outcome, r.res.ExitStatus())
+	}
+	if len(r.res.Attempts) != 1 || !strings.HasSuffix(r.res.Attempts[0].Reason, "; not retried: migrun was told to stop (SIGTERM)") {
+		t.Errorf("attempts %+v", r.res.Attempts)
 	}
 }
