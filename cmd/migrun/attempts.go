@@ -73,7 +73,7 @@ func (r *run) runAttempts(ctx context.Context, locker lock.Locker, env map[strin
 		last.Reason += ": " + d.Reason
 		last.Reason = r.scrub.String(last.Reason)
 		r.log.Warn("the command failed on the DDL lock timeout", "attempt", attempt, "blocked_by", strings.Join(blockers, "; "), "decision", d.Reason)
-		if !d.Retry || attempt > retries {
+		if !d.Retry || r.cfg.DDLLockTimeout == 0 || attempt > retries {
 			break
 		}
 		if stop != nil {
