@@ -99,8 +99,8 @@ func TestStatusHealthy(t *testing.T) {
 				t.Errorf("database.url = %q, want the database", u)
 			}
 			for variable, want := range map[string]map[string]any{
-				"MIGRUN_DATABASE_URL":      {"value": "[redacted]", "source": "variable", "from": "DATABASE_URL", "secret": true},
-				"SLACK_WEBHOOK_URL":        {"value": "[redacted]", "source": "variable", "from": "SLACK_WEBHOOK_URL"},
+				"MIGRUN_DATABASE_URL":      {"value": "[REDACTED]", "source": "variable", "from": "DATABASE_URL", "secret": true},
+				"SLACK_WEBHOOK_URL":        {"value": "[REDACTED]", "source": "variable", "from": "SLACK_WEBHOOK_URL"},
 				"MIGRUN_PROGRESS_INTERVAL": {"value": "7s", "source": "flag", "from": "--progress-interval"},
 				"MIGRUN_LOCK_TIMEOUT":      {"value": "5m0s", "source": "variable"},
 				"MIGRUN_RETRIES":           {"value": "3", "source": "default"},

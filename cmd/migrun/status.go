@@ -75,7 +75,7 @@ type statusDoc struct {
 type statusSetting struct {
 	Variable string `json:"variable"`
 	Flag     string `json:"flag,omitempty"`
-	Value    string `json:"value"` // "[redacted]" for a secret that is set
+	Value    string `json:"value"` // scrubbed; redact.Mask for a secret that is set
 	// Source is flag, variable, default, derived (from other settings,
 	// e.g. the lock name from the database's) or unset; From names the
 	// flag or variable.
@@ -158,7 +158,7 @@ func statusMain(ctx context.Context, args []string, environ map[string]string, s
 
 // lookAround makes every check of status.
 func lookAround(ctx context.Context, cfg *statusConfig, environ map[string]string, log *slog.Logger, scrub *redact.Scrubber) *statusDoc {
-	doc := &statusDoc{scrub: scrub, Settings: settingsReport(cfg.parsed)}
+	doc := &statusDoc{scrub: scrub, Settings: settingsReport(cfg.parsed, scrub)}
 	bound := min(time.Duration(cfg.ConnectTimeout), statusBound)
 	host := hostname(environ)
 	reachable := doc.inspect(ctx, cfg, host, bound, log)
@@ -187,13 +187,13 @@ func (d *statusDoc) settle() {
 	}
 }
 
-// settingsReport is every setting's effective value and where it came from;
-// secrets say only that they are set.
-func settingsReport(p *parsed) []statusSetting {
+// settingsReport is every setting's effective value, scrubbed, and where it
+// came from; secrets say only that they are set.
+func settingsReport(p *parsed, scrub *redact.Scrubber) []statusSetting {
 	var out []statusSetting
 	for _, s := range p.settings {
 		v := s.text()
-		r := statusSetting{Variable: s.Env, Flag: s.Flag, Value: v, Secret: s.Secret}
+		r := statusSetting{Variable: s.Env, Flag: s.Flag, Value: scrub.String(v), Secret: s.Secret}
 		switch {
 		case strings.HasPrefix(s.source, "--"):
 			r.Source, r.From = "flag", s.source
@@ -207,7 +207,7 @@ func settingsReport(p *parsed) []statusSetting {
 			r.Source = "unset"
 		}
 		if s.Secret && v != "" {
-			r.Value = "[redacted]"
+			r.Value = redact.Mask
 		}
 		out = append(out, r)
 	}
@@ -362,13 +362,63 @@ func (d *statusDoc) checkNotify(ctx context.Context, cfg *statusConfig, environ 
 }
 
 func (d *statusDoc) writeJSON(w io.Writer) {
-	b, err := json.MarshalIndent(d, "", "  ")
+	b, err := encodeJSON(d)
 	if err != nil {
-		fmt.Fprintf(w, "{\"ok\": false, \"problems\": [%q]}\n", err.Error())
+		fmt.Fprintf(w, "{\"ok\": false, \"problems\": [%q]}\n", d.scrub.String(err.Error()))
 		return
 	}
-	// Every value was scrubbed on its way in; this is the last guard.
-	fmt.Fprintln(w, d.scrub.String(string(b)))
+	// Every value was scrubbed on its way in; this is the last guard. It
+	// sees secrets as written, since nothing is HTML-escaped (a secret
+	// with <, > or & would otherwise slip through as \u003c...). Should
+	// masking have broken the document (a secret that is also JSON
+	// syntax), every string in it is scrubbed one by one instead.
+	out := d.scrub.String(string(b))
+	if !json.Valid([]byte(out)) {
+		var v any
+		dec := json.NewDecoder(strings.NewReader(string(b)))
+		dec.UseNumber()
+		if err := dec.Decode(&v); err != nil {
+			fmt.Fprintf(w, "{\"ok\": false, \"problems\": [%q]}\n", "cannot write the status document")
+			return
+		}
+		if b, err = encodeJSON(scrubJSON(v, d.scrub)); err != nil {
+			fmt.Fprintf(w, "{\"ok\": false, \"problems\": [%q]}\n", "cannot write the status document")
+			return
+		}
+		out = string(b)
+	}
+	_, _ = io.WriteString(w, out)
+}
+
+// encodeJSON writes v indented, without HTML escaping, ending in a newline.
+func encodeJSON(v any) ([]byte, error) {
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return []byte(b.String()), nil
+}
+
+// scrubJSON scrubs every string (and key) of a decoded JSON value.
+func scrubJSON(v any, scrub *redact.Scrubber) any {
+	switch v := v.(type) {
+	case string:
+		return scrub.String(v)
+	case []any:
+		for i := range v {
+			v[i] = scrubJSON(v[i], scrub)
+		}
+	case map[string]any:
+		out := make(map[string]any, len(v))
+		for k, e := range v {
+			out[scrub.String(k)] = scrubJSON(e, scrub)
+		}
+		return out
+	}
+	return v
 }
 
 func (d *statusDoc) writeText(w io.Writer) {

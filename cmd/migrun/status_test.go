@@ -4,9 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/migrun/migrun/internal/redact"
 	"github.com/migrun/migrun/report"
 )
 
@@ -21,12 +23,12 @@ func TestParseStatus(t *testing.T) {
 	}
 	// Where each value came from, as the one parser recorded it.
 	got := map[string]statusSetting{}
-	for _, s := range settingsReport(c.parsed) {
+	for _, s := range settingsReport(c.parsed, redact.New()) {
 		got[s.Variable] = s
 	}
 	for variable, want := range map[string]statusSetting{
-		"MIGRUN_DATABASE_URL":       {Value: "[redacted]", Source: "variable", From: "DATABASE_URL"},
-		"SLACK_WEBHOOK_URL":         {Value: "[redacted]", Source: "variable", From: "SLACK_WEBHOOK_URL"},
+		"MIGRUN_DATABASE_URL":       {Value: redact.Mask, Source: "variable", From: "DATABASE_URL"},
+		"SLACK_WEBHOOK_URL":         {Value: redact.Mask, Source: "variable", From: "SLACK_WEBHOOK_URL"},
 		"MIGRUN_LOCK_TIMEOUT":       {Value: "5m0s", Source: "variable", From: "MIGRUN_LOCK_TIMEOUT"},
 		"MIGRUN_PROGRESS_INTERVAL":  {Value: "7s", Source: "flag", From: "--progress-interval"},
 		"MIGRUN_STATUS_FORMAT":      {Value: "json", Source: "flag", From: "--format"},
@@ -113,5 +115,53 @@ func TestStatusExitStatus(t *testing.T) {
 	res := runMainWith(t, map[string]string{"DATABASE_URL": pgURL}, "status", "--lock-mode", "sometimes")
 	if res.status != 64 || !strings.Contains(res.stderr, "--lock-mode") {
 		t.Errorf("bad setting: %d %s", res.status, res.stderr)
+	}
+}
+
+// TestStatusJSONScrubbed: status --format json masks a secret in a
+// setting's value with redact.Mask, also one with <, > and & (which HTML
+// escaping would hide from the last scrub as \u003c...), and stays valid
+// JSON; when masking would break the document (a secret that is also JSON
+// syntax), every string is scrubbed one by one instead.
+func TestStatusJSONScrubbed(t *testing.T) {
+	hook := "https://hooks.slack.com/services/T0/B0/Se<cr&t>9"
+	env := map[string]string{
+		"DATABASE_URL":      "sqlite3:" + filepath.Join(t.TempDir(), "db.sqlite3"),
+		"SLACK_WEBHOOK_URL": hook,
+		"MIGRUN_APP":        "app posting to " + hook,
+	}
+	res := runMainWith(t, env, "status", "--format", "json")
+	var doc struct {
+		Settings []statusSetting `json:"settings"`
+	}
+	if err := json.Unmarshal([]byte(res.stdout), &doc); err != nil {
+		t.Fatalf("status --format json is not JSON (%v):\n%s", err, res.stdout)
+	}
+	for _, leak := range []string{"Se<cr&t>9", `Se\u003ccr\u0026t\u003e9`, "[redacted]"} {
+		if strings.Contains(res.stdout+res.stderr, leak) {
+			t.Errorf("status shows %q:\n%s\n%s", leak, res.stdout, res.stderr)
+		}
+	}
+	values := map[string]string{}
+	for _, s := range doc.Settings {
+		values[s.Variable] = s.Value
+	}
+	if values["SLACK_WEBHOOK_URL"] != redact.Mask || values["MIGRUN_APP"] != "app posting to "+redact.Mask {
+		t.Errorf("SLACK_WEBHOOK_URL %q, MIGRUN_APP %q", values["SLACK_WEBHOOK_URL"], values["MIGRUN_APP"])
+	}
+
+	d := &statusDoc{outcome: report.Unhealthy, scrub: redact.New(`"ok"`), Problems: []string{`the "ok" value`}}
+	d.settle()
+	var b strings.Builder
+	d.writeJSON(&b)
+	var back struct {
+		OK       bool     `json:"ok"`
+		Problems []string `json:"problems"`
+	}
+	if err := json.Unmarshal([]byte(b.String()), &back); err != nil {
+		t.Fatalf("the fallback is not JSON (%v):\n%s", err, b.String())
+	}
+	if back.OK || len(back.Problems) != 1 || back.Problems[0] != "the "+redact.Mask+" value" {
+		t.Errorf("fallback: %+v\n%s", back, b.String())
 	}
 }
