@@ -159,6 +159,13 @@ func (c *runConfig) resolve(p *parsed, environ map[string]string) error {
 	if c.LockName == "" && c.url != nil {
 		c.LockName = c.url.Database
 	}
+	if c.LockMode != "none" && c.url != nil {
+		// The lock as run makes it (lock.New connects to nothing), so that
+		// run and status refuse the same settings, before anything starts.
+		if _, err := lock.New(c.url, c.lockOptions("", nil)); err != nil {
+			return p.invalid(&c.LockMode, "%s", strings.TrimPrefix(err.Error(), lock.ErrUnsupported.Error()+": "))
+		}
+	}
 	if c.SkipIfCurrent {
 		if c.databases, err = explicitDatabases(p, &c.GateSettings, c.url, environ); err != nil {
 			return err

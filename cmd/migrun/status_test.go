@@ -165,3 +165,20 @@ func TestStatusJSONScrubbed(t *testing.T) {
 		t.Errorf("fallback: %+v\n%s", back, b.String())
 	}
 }
+
+// TestLockSettingsRefusedByBoth: settings the lock refuses (transaction
+// mode off PostgreSQL) are a configuration error, in run and in status
+// alike (64, one line naming MIGRUN_LOCK_MODE): status never calls such a
+// lock free.
+func TestLockSettingsRefusedByBoth(t *testing.T) {
+	for _, url := range []string{"mysql2://app:s3cretpw@db:3306/app", "sqlite3:" + filepath.Join(t.TempDir(), "db.sqlite3")} {
+		env := map[string]string{"DATABASE_URL": url, "MIGRUN_LOCK_MODE": "transaction"}
+		for _, args := range [][]string{{"run", "--", "true"}, {"status"}, {"status", "--format", "json"}} {
+			res := runMainWith(t, env, args...)
+			lines := strings.Split(strings.TrimSpace(res.stderr), "\n")
+			if res.status != 64 || len(lines) != 1 || !strings.Contains(lines[0], "MIGRUN_LOCK_MODE") || !strings.Contains(lines[0], "PostgreSQL only") || strings.Contains(res.stdout, `"free"`) {
+				t.Errorf("%s %q: exit %d\nstderr: %s\nstdout: %s", url, args, res.status, res.stderr, res.stdout)
+			}
+		}
+	}
+}
