@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/migrun/migrun/dburl"
+	"github.com/migrun/migrun/internal/redact"
 	"github.com/migrun/migrun/internal/backoff"
 	"github.com/migrun/migrun/lock"
 	"github.com/migrun/migrun/rails"
@@ -141,7 +142,7 @@ func (r *run) attempt(locker lock.Locker, env []string, sigs <-chan os.Signal, o
 		lost:     locker.Lost(),
 		onLost:   func() { r.lockLost(locker, proc) },
 		every:    time.Duration(r.cfg.ProgressInterval),
-		progress: func() { r.progress(proc, started, watch.last()) },
+		progress: func() { r.progress(proc, started, watch.now()) },
 		log:      r.log,
 	})
 	return out, started, watch.stop(), stops.stop(), true
@@ -329,8 +330,9 @@ func newOnes(now, before []string) []string {
 // often with a DDL lock timeout (so the blockers of a statement that then
 // times out are known), else at each progress line.
 type blockerWatch struct {
-	mu     sync.Mutex
-	latest []string
+	mu      sync.Mutex
+	current []string // what the last answered poll saw; nil when nothing blocks
+	latest  []string // the last non-empty answer, for the attempt's reason
 	done   chan struct{}
 	ended  chan struct{}
 }
@@ -365,29 +367,39 @@ func (r *run) watchBlockers(obs *sessions.Observer) *blockerWatch {
 					said = true
 				}
 			}
-			if err != nil || len(bs) == 0 {
+			if err != nil {
 				continue
 			}
-			var seen []string
-			for _, b := range bs {
-				seen = append(seen, r.scrub.String(b.String()))
-			}
-			w.mu.Lock()
-			w.latest = seen
-			w.mu.Unlock()
+			w.saw(bs, r.scrub)
 		}
 	}()
 	return w
 }
 
-// last is the last non-empty answer.
-func (w *blockerWatch) last() []string {
+// saw records a poll's answer, scrubbed.
+func (w *blockerWatch) saw(bs []sessions.Blocker, scrub *redact.Scrubber) {
+	var seen []string
+	for _, b := range bs {
+		seen = append(seen, scrub.String(b.String()))
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.latest
+	w.current = seen
+	if len(seen) > 0 {
+		w.latest = seen
+	}
 }
 
-// stop ends the polling and returns the last non-empty answer.
+// now is what the last answered poll saw: who blocks the command now, for
+// the progress line; nil when nothing does.
+func (w *blockerWatch) now() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.current
+}
+
+// stop ends the polling and returns the last non-empty answer: who blocked
+// the statement that may have timed out.
 func (w *blockerWatch) stop() []string {
 	select {
 	case <-w.done:
@@ -395,5 +407,7 @@ func (w *blockerWatch) stop() []string {
 		close(w.done)
 	}
 	<-w.ended
-	return w.last()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.latest
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/migrun/migrun/internal/redact"
 	"github.com/migrun/migrun/report"
+	"github.com/migrun/migrun/sessions"
 )
 
 // lostLocker is a held Locker whose Lost channel the test closes.
@@ -175,5 +176,33 @@ func TestNoAttemptAfterStopSignal(t *testing.T) {
 	}
 	if len(r.res.Attempts) != 1 || !strings.HasSuffix(r.res.Attempts[0].Reason, "; not retried: migrun was told to stop (SIGTERM)") {
 		t.Errorf("attempts %+v", r.res.Attempts)
+	}
+}
+
+// TestBlockerWatch: the progress line names who blocks the command now
+// (nobody once the blocker is gone), the attempt's reason the last
+// blocker seen.
+func TestBlockerWatch(t *testing.T) {
+	w := &blockerWatch{done: make(chan struct{}), ended: make(chan struct{})}
+	close(w.ended)
+	scrub := redact.New("s3cretpw")
+	blocker := sessions.Blocker{PID: 42, User: "app", State: "idle in transaction", Query: "UPDATE users SET pw = 's3cretpw'"}
+	steps := []struct {
+		poll    []sessions.Blocker
+		wantNow bool
+	}{
+		{nil, false},
+		{[]sessions.Blocker{blocker}, true},
+		{nil, false}, // the blocker is gone
+	}
+	for i, step := range steps {
+		w.saw(step.poll, scrub)
+		if now := w.now(); (len(now) > 0) != step.wantNow {
+			t.Errorf("poll %d: now %q", i, now)
+		}
+	}
+	last := w.stop()
+	if len(last) != 1 || !strings.Contains(last[0], "42") || strings.Contains(last[0], "s3cretpw") {
+		t.Errorf("stop() = %q, want the last blocker seen, scrubbed", last)
 	}
 }
