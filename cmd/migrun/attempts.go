@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/migrun/migrun/dburl"
-	"github.com/migrun/migrun/internal/redact"
 	"github.com/migrun/migrun/internal/backoff"
+	"github.com/migrun/migrun/internal/redact"
 	"github.com/migrun/migrun/lock"
 	"github.com/migrun/migrun/rails"
 	"github.com/migrun/migrun/report"
@@ -333,8 +333,8 @@ type blockerWatch struct {
 	mu      sync.Mutex
 	current []string // what the last answered poll saw; nil when nothing blocks
 	latest  []string // the last non-empty answer, for the attempt's reason
-	done   chan struct{}
-	ended  chan struct{}
+	done    chan struct{}
+	ended   chan struct{}
 }
 
 func (r *run) watchBlockers(obs *sessions.Observer) *blockerWatch {
