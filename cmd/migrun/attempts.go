@@ -74,14 +74,24 @@ func (r *run) runAttempts(ctx context.Context, locker lock.Locker, env map[strin
 		last.Reason += ": " + d.Reason
 		last.Reason = r.scrub.String(last.Reason)
 		r.log.Warn("the command failed on the DDL lock timeout", "attempt", attempt, "blocked_by", strings.Join(blockers, "; "), "decision", d.Reason)
-		if !d.Retry || r.cfg.DDLLockTimeout == 0 || attempt > retries {
+		if !d.Retry {
 			break
 		}
-		if stop != nil {
+		// A rerun would be safe; say why there is none.
+		notRetried := ""
+		switch {
+		case r.cfg.DDLLockTimeout == 0: // the role's own lock_timeout
+			notRetried = "MIGRUN_DDL_LOCK_TIMEOUT is not set"
+		case attempt > retries:
+			notRetried = fmt.Sprintf("MIGRUN_RETRIES=%d used up", r.cfg.Retries)
+		case stop != nil:
 			// The signal went to the command; another attempt would only
 			// be killed mid-statement when the orchestrator's grace ends.
-			last.Reason += "; not retried: migrun was told to stop (" + signalName(stop) + ")"
-			r.log.Warn("not running the command again: migrun was told to stop", "signal", signalName(stop))
+			notRetried = "migrun was told to stop (" + signalName(stop) + ")"
+		}
+		if notRetried != "" {
+			last.Reason += "; not retried: " + notRetried
+			r.log.Warn("not running the command again: "+notRetried, "attempt", attempt)
 			break
 		}
 		pause := wait.Next()

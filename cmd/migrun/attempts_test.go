@@ -206,3 +206,37 @@ func TestBlockerWatch(t *testing.T) {
 		t.Errorf("stop() = %q, want the last blocker seen, scrubbed", last)
 	}
 }
+
+// TestNotRetriedReason: a lock timeout DecideRetry finds safe to rerun
+// that is not rerun says why: no MIGRUN_DDL_LOCK_TIMEOUT (the role's own
+// lock_timeout), or the retries used up.
+func TestNotRetriedReason(t *testing.T) {
+	tests := []struct {
+		ddl     time.Duration
+		retries int
+		runs    int
+		want    string // the last attempt's reason ends so
+	}{
+		{0, 3, 1, "; not retried: MIGRUN_DDL_LOCK_TIMEOUT is not set"},
+		{time.Second, 0, 1, "; not retried: MIGRUN_RETRIES=0 used up"},
+		{time.Second, 1, 2, "; not retried: MIGRUN_RETRIES=1 used up"},
+	}
+	for _, tt := range tests {
+		marker := filepath.Join(t.TempDir(), "ran")
+		r, env := attemptRun(t, "echo x >> "+marker+"; cat "+recordedTimeout+"; exit 1")
+		r.cfg.DDLLockTimeout, r.cfg.Retries = duration(tt.ddl), count(tt.retries)
+		r.runAttempts(context.Background(), newLostLocker(false), env, nil)
+		if n := runs(t, marker); n != tt.runs || len(r.res.Attempts) != tt.runs {
+			t.Errorf("ddl %s retries %d: ran %d times, %d attempts, want %d", tt.ddl, tt.retries, n, len(r.res.Attempts), tt.runs)
+			continue
+		}
+		for i, a := range r.res.Attempts {
+			if !strings.Contains(a.Reason, "ran in a transaction, which the lock timeout rolled back whole") {
+				t.Errorf("ddl %s retries %d: attempt %d: %q", tt.ddl, tt.retries, i+1, a.Reason)
+			}
+			if last := i == len(r.res.Attempts)-1; last != strings.HasSuffix(a.Reason, tt.want) {
+				t.Errorf("ddl %s retries %d: attempt %d: %q, want the last to end %q", tt.ddl, tt.retries, i+1, a.Reason, tt.want)
+			}
+		}
+	}
+}
