@@ -100,8 +100,12 @@ func (r *run) runAttempts(ctx context.Context, locker lock.Locker, env map[strin
 			break
 		}
 	}
-	if len(outputs) > 1 {
+	switch {
+	case len(outputs) > 1:
 		r.res.Output = joinAttempts(outputs, r.res.Attempts)
+	case len(outputs) == 1:
+		// A later attempt that could not start put the empty text there.
+		r.res.Output = outputs[0]
 	}
 }
 

@@ -240,3 +240,24 @@ func TestNotRetriedReason(t *testing.T) {
 		}
 	}
 }
+
+// TestLaterAttemptNotStarted: when a later attempt cannot start, the run
+// ends as that failure says (here 127, the command gone), and the earlier
+// attempts' output is kept.
+func TestLaterAttemptNotStarted(t *testing.T) {
+	script := filepath.Join(t.TempDir(), "migrate")
+	body := "#!/bin/sh\necho first attempt output\ncat " + recordedTimeout + "\nrm \"$0\"\nexit 1\n"
+	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r, env := attemptRun(t, "")
+	r.cfg.command = []string{script}
+	r.cfg.DDLLockTimeout, r.cfg.Retries = duration(time.Second), 1
+	r.runAttempts(context.Background(), newLostLocker(false), env, nil)
+	if r.res.Outcome != report.NotFound || r.res.ExitStatus() != 127 {
+		t.Errorf("outcome %q status %d, want not found 127", r.res.Outcome, r.res.ExitStatus())
+	}
+	if !strings.Contains(r.res.Output, "first attempt output") || len(r.res.Attempts) != 1 {
+		t.Errorf("%d attempts, output:\n%s", len(r.res.Attempts), r.res.Output)
+	}
+}
