@@ -361,6 +361,13 @@ func (r *run) watchBlockers(obs *sessions.Observer) *blockerWatch {
 	if ddl := time.Duration(r.cfg.DDLLockTimeout); ddl > 0 {
 		every = min(every, max(ddl/2, 250*time.Millisecond))
 	}
+	// A poll is cut short when the watch stops: the attempt's end waits
+	// for no slow answer.
+	base, cancelAll := context.WithCancel(context.Background())
+	go func() {
+		<-w.done
+		cancelAll()
+	}()
 	go func() {
 		defer close(w.ended)
 		t := time.NewTicker(every)
@@ -372,7 +379,7 @@ func (r *run) watchBlockers(obs *sessions.Observer) *blockerWatch {
 				return
 			case <-t.C:
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), every)
+			ctx, cancel := context.WithTimeout(base, blockerPollTimeout(every))
 			bs, err := obs.Blockers(ctx)
 			cancel()
 			if !said {
@@ -388,6 +395,13 @@ func (r *run) watchBlockers(obs *sessions.Observer) *blockerWatch {
 		}
 	}()
 	return w
+}
+
+// blockerPollTimeout bounds one poll of who blocks the command: polls are
+// often (every), but the first also connects, so never shorter than the
+// observer's own statement timeout.
+func blockerPollTimeout(every time.Duration) time.Duration {
+	return max(every, sessions.DefaultStatementTimeout)
 }
 
 // saw records a poll's answer, scrubbed.

@@ -261,3 +261,17 @@ func TestLaterAttemptNotStarted(t *testing.T) {
 		t.Errorf("%d attempts, output:\n%s", len(r.res.Attempts), r.res.Output)
 	}
 }
+
+// TestBlockerPollTimeout: a poll for blockers (whose first also connects)
+// gets at least the observer's statement timeout, however often it polls.
+func TestBlockerPollTimeout(t *testing.T) {
+	for every, want := range map[time.Duration]time.Duration{
+		250 * time.Millisecond: sessions.DefaultStatementTimeout,
+		time.Second:            sessions.DefaultStatementTimeout,
+		30 * time.Second:       30 * time.Second,
+	} {
+		if got := blockerPollTimeout(every); got != want {
+			t.Errorf("blockerPollTimeout(%s) = %s, want %s", every, got, want)
+		}
+	}
+}
