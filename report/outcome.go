@@ -12,7 +12,7 @@ import (
 // Outcome is how a run ended, in the words reports use.
 type Outcome string
 
-// The outcomes of `migrun run` and `migrun wait`.
+// The outcomes of `migrun run`, `migrun wait` and `migrun status`.
 const (
 	Succeeded     Outcome = "succeeded"         // the command exited 0
 	Skipped       Outcome = "skipped"           // nothing pending: the command was not run (--skip-if-current)

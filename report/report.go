@@ -55,6 +55,10 @@ type Attempt struct {
 	ExitCode int           // -1 when it did not exit by itself
 	Signal   int           // the signal that ended it, 0 if none
 	Reason   string        // how it ended, in words, e.g. Result.Describe(); "" while it runs
+	// LockTimeout: it failed because a statement gave up waiting for a
+	// table lock (MIGRUN_DDL_LOCK_TIMEOUT, or the role's own); Reason then
+	// says who blocked it and why it was or was not retried.
+	LockTimeout bool
 }
 
 // Lock is what happened to the lock during the run.

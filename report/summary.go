@@ -65,7 +65,7 @@ func (r Result) Summary() string {
 func (r Result) AttemptLines() []string {
 	worth := len(r.Attempts) > 1
 	for _, a := range r.Attempts {
-		worth = worth || strings.HasPrefix(a.Reason, "lock timeout")
+		worth = worth || a.LockTimeout
 	}
 	if !worth {
 		return nil

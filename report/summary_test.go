@@ -1,6 +1,7 @@
 package report
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -77,5 +78,28 @@ func TestSummaryHugeHeader(t *testing.T) {
 	r := Result{Outcome: Succeeded, Err: strings.Repeat("x", 10000), Output: "tail"}
 	if got := r.Summary(); len(got) > MaxSummary {
 		t.Errorf("summary is %d bytes, want at most %d", len(got), MaxSummary)
+	}
+}
+
+// TestAttemptLines: the attempts are listed when there were several, or
+// one failed on the DDL lock timeout (its LockTimeout, not its wording).
+func TestAttemptLines(t *testing.T) {
+	failed := Attempt{ExitCode: 1, Reason: "failed (exit 1)"}
+	timeout := Attempt{ExitCode: 1, LockTimeout: true, Reason: "lock timeout, blocked by pid 7: not retried: ..."}
+	tests := []struct {
+		attempts []Attempt
+		want     []string
+	}{
+		{nil, nil},
+		{[]Attempt{failed}, nil},
+		{[]Attempt{{ExitCode: 1, Reason: "lock timeout as a word in a reason"}}, nil},
+		{[]Attempt{timeout}, []string{"attempts: 1", "attempt 1: " + timeout.Reason}},
+		{[]Attempt{timeout, failed}, []string{"attempts: 2", "attempt 1: " + timeout.Reason, "attempt 2: failed (exit 1)"}},
+	}
+	for _, tt := range tests {
+		got := Result{Outcome: Failed, ExitCode: 1, Attempts: tt.attempts}.AttemptLines()
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("AttemptLines(%+v) = %q, want %q", tt.attempts, got, tt.want)
+		}
 	}
 }

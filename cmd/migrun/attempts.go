@@ -56,7 +56,7 @@ func (r *run) runAttempts(ctx context.Context, locker lock.Locker, env map[strin
 		}
 		// The decision's reason quotes the output, and goes to Slack, the
 		// termination log and the result document: it reads the scrubbed one.
-		f := rails.Failure{Output: r.scrub.String(out.Output), Root: "", MigrationsPaths: r.migrationsPaths()}
+		f := rails.Failure{Output: r.scrub.String(out.Output), MigrationsPaths: r.migrationsPaths()}
 		if obs != nil && baselineOK {
 			if after, err := obs.InvalidIndexes(ctx); err == nil {
 				f.InvalidIndexes, f.InvalidIndexesChecked = newOnes(after, baseline), true
@@ -67,7 +67,7 @@ func (r *run) runAttempts(ctx context.Context, locker lock.Locker, env map[strin
 			break
 		}
 		last := &r.res.Attempts[len(r.res.Attempts)-1]
-		last.Reason = "lock timeout"
+		last.LockTimeout, last.Reason = true, "lock timeout"
 		if len(blockers) > 0 {
 			last.Reason += ", blocked by " + strings.Join(blockers, "; ")
 		}
