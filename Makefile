@@ -41,7 +41,7 @@ release:
 test:
 	scripts/deps test
 	set -o pipefail; go test -race -count=1 -timeout 45m -json ./... | go run ./internal/testreport
-	set -o pipefail; cd deploy && go test -count=1 -json ./... | go run ../internal/testreport
+	set -o pipefail; (cd deploy && go test -count=1 -json ./...) | go run ./internal/testreport
 
 # Static checks CI runs besides the tests (.ci/run installs the tools:
 # staticcheck, and actionlint, which lints .github/workflows and, with
