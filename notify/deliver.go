@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/migrun/migrun/internal/backoff"
+	"github.com/migrun/migrun/internal/redact"
 	"github.com/migrun/migrun/report"
 )
 
@@ -246,7 +247,7 @@ func urlSecrets(hook string) []string {
 	return secrets
 }
 
-// secretScrubber replaces each secret with "[redacted]". Errors are built
+// secretScrubber replaces each secret with redact.Mask. Errors are built
 // not to contain them; this is the second line of defence.
 func secretScrubber(secrets ...string) *strings.Replacer {
 	var keep []string
@@ -260,7 +261,7 @@ func secretScrubber(secrets ...string) *strings.Replacer {
 	slices.SortFunc(keep, func(a, b string) int { return len(b) - len(a) })
 	var pairs []string
 	for _, s := range keep {
-		pairs = append(pairs, s, "[redacted]")
+		pairs = append(pairs, s, redact.Mask)
 	}
 	return strings.NewReplacer(pairs...)
 }

@@ -601,7 +601,7 @@ func TestScrubber(t *testing.T) {
 	s := secretScrubber(append(urlSecrets(hook+"\n"), token)...)
 	in := "a " + hook + " b /services/T000/B000/SECRETxyz123 c x=SECRETq d " + token + " e https://hooks.slack.com/ f"
 	got := s.Replace(in)
-	want := "a [redacted] b [redacted] c [redacted] d [redacted] e https://hooks.slack.com/ f"
+	want := "a [REDACTED] b [REDACTED] c [REDACTED] d [REDACTED] e https://hooks.slack.com/ f"
 	if got != want {
 		t.Errorf("scrubbed\n%s\nwant\n%s", got, want)
 	}

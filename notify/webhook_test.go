@@ -106,7 +106,7 @@ func TestWebhookDelivery(t *testing.T) {
 		{name: "408 then ok", responses: []func(http.ResponseWriter){answer(408, "")}, attempts: 2},
 		{name: "429 with seconds", responses: []func(http.ResponseWriter){answer(429, "", "Retry-After", "1")}, attempts: 2, retryAfter: true},
 		{name: "400 is final", responses: []func(http.ResponseWriter){answer(400, "bad document "+secretPath)},
-			wantErr: `result webhook answered 400 Bad Request: "bad document [redacted]"`, attempts: 1},
+			wantErr: `result webhook answered 400 Bad Request: "bad document [REDACTED]"`, attempts: 1},
 		{name: "redirect is not followed", responses: []func(http.ResponseWriter){answer(308, "", "Location", "/elsewhere")}, wantErr: "308", attempts: 1},
 		{name: "always 503 gives up at the bound", responses: repeat(answer(503, ""), 1000), timeout: 1500 * time.Millisecond, wantErr: "gave up after"},
 	}

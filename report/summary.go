@@ -23,7 +23,11 @@ func (r Result) Summary() string {
 		fmt.Fprintf(&b, "error: %s\n", r.Err)
 	}
 	if r.Lock.Lost != "" {
-		fmt.Fprintf(&b, "lock lost while running: %s\n", r.Lock.Lost)
+		when := "while running"
+		if len(r.Attempts) == 0 {
+			when = "before the command started"
+		}
+		fmt.Fprintf(&b, "lock lost %s: %s\n", when, r.Lock.Lost)
 		if r.Lock.CommandStopped {
 			b.WriteString("command stopped: another runner could take the lock\n")
 		}
