@@ -15,6 +15,12 @@ import (
 // (decimal megabytes, as binary sizes are quoted).
 const binaryTarget = 15e6
 
+// variant is one way of running a program, for the start-up figures.
+type variant struct {
+	name string
+	inv  invocation
+}
+
 func benchFootprint(ctx context.Context, t *tools, srv *servers, rounds int) *section {
 	s := &section{num: 6, title: "Footprint"}
 	s.method = fmt.Sprintf("The binary is the one measured throughout, built as `make build` builds it (static, stripped). "+

@@ -5,37 +5,64 @@ import (
 	"crypto/pbkdf2"
 	"crypto/sha256"
 	"fmt"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/migrun/migrun/dburl"
 )
 
 // overheadTarget is the issue's bound on what migrun adds to a command.
 const overheadTarget = 10 * time.Millisecond
 
-// variant is one way of running `true`.
-type variant struct {
+// Targets of issue 16: migrun's lock-run-release cycle against the
+// minimal program doing only the irreducible work (bench/limit).
+const (
+	limitTargetLock = 1.15 // PostgreSQL and MariaDB lock
+	limitTargetNone = 1.3  // no lock: against exec-and-wait
+)
+
+// overheadVariant is one way of running `true`: bare, through the limit
+// program, through the tool users reach for today, or through migrun.
+type overheadVariant struct {
 	name string
+	lock string // "", "none", "file", "postgresql", "mariadb"
+	role string // roleBare, roleLimit, roleTool, roleMigrun
 	inv  invocation
 }
 
+const (
+	roleBare   = "bare"
+	roleLimit  = "limit"
+	roleTool   = "tool"
+	roleMigrun = "migrun"
+)
+
 // benchOverhead: `migrun run -- true` under each lock against `true`
-// bare, in interleaved rounds, with migrun's own log timestamps splitting
-// where the time goes.
+// bare, the minimal program that does only the irreducible work with
+// the same libraries (bench/limit), and the shell one-liner users write
+// today, in interleaved rounds, with migrun's own log timestamps
+// splitting where the time goes.
 func benchOverhead(ctx context.Context, t *tools, srv *servers, rounds int) *section {
-	s := &section{num: 1, title: "Overhead of the wrapper: `migrun run -- true`"}
+	s := &section{num: 1, title: "Overhead of the wrapper: `migrun run -- true`, beside the limit"}
 	_, pgURL := srv.database("postgresql")
 	_, myURL := srv.database("mariadb")
 	fileURL := "sqlite3:" + filepath.Join(t.tmp, "overhead.sqlite3")
 	runTrue := []string{"run", "--", "true"}
-	variants := []variant{
-		{"`true` bare", invocation{path: "/usr/bin/true"}},
-		{"migrun, no lock (`MIGRUN_LOCK_MODE=none`)", invocation{args: runTrue, env: map[string]string{"MIGRUN_LOCK_MODE": "none"}}},
-		{"migrun, file lock (sqlite3)", invocation{args: runTrue, env: map[string]string{"DATABASE_URL": fileURL}}},
-		{"migrun, PostgreSQL lock", invocation{args: runTrue, env: map[string]string{"DATABASE_URL": pgURL}}},
-		{"migrun, MariaDB lock", invocation{args: runTrue, env: map[string]string{"DATABASE_URL": myURL}}},
+	variants := []overheadVariant{
+		{"`true` bare", "", roleBare, invocation{path: "/usr/bin/true"}},
+		{"minimal Go program: exec `true`, wait", "none", roleLimit, invocation{path: t.limit, args: []string{"exec", "--", "true"}}},
+		{"migrun, no lock (`MIGRUN_LOCK_MODE=none`)", "none", roleMigrun, invocation{args: runTrue, env: map[string]string{"MIGRUN_LOCK_MODE": "none"}}},
+		{"migrun, file lock (sqlite3)", "file", roleMigrun, invocation{args: runTrue, env: map[string]string{"DATABASE_URL": fileURL}}},
+		{"minimal Go program: connect, pg_try_advisory_lock, exec, unlock", "postgresql", roleLimit, invocation{path: t.limit, args: []string{"postgresql", pgURL, "--", "true"}}},
+		{"migrun, PostgreSQL lock", "postgresql", roleMigrun, invocation{args: runTrue, env: map[string]string{"DATABASE_URL": pgURL}}},
+		{"minimal Go program: connect, GET_LOCK, exec, RELEASE_LOCK", "mariadb", roleLimit, invocation{path: t.limit, args: []string{"mariadb", myURL, "--", "true"}}},
+		{"migrun, MariaDB lock", "mariadb", roleMigrun, invocation{args: runTrue, env: map[string]string{"DATABASE_URL": myURL}}},
 	}
+	variants = append(variants, userTools(t, pgURL, myURL)...)
 	walls := make([][]time.Duration, len(variants))
 	phases := make([]map[string][]time.Duration, len(variants))
 	for i := range phases {
@@ -54,48 +81,88 @@ func benchOverhead(ctx context.Context, t *tools, srv *servers, rounds int) *sec
 				continue
 			}
 			walls[i] = append(walls[i], o.wall())
-			for name, d := range splitPhases(o) {
-				phases[i][name] = append(phases[i][name], d)
+			if v.role == roleMigrun {
+				for name, d := range splitPhases(o) {
+					phases[i][name] = append(phases[i][name], d)
+				}
 			}
 		}
 	}
+	med := func(i int) time.Duration { return durations(walls[i]).medianDur() }
+	find := func(lock, role string) int {
+		for i, v := range variants {
+			if v.lock == lock && v.role == role {
+				return i
+			}
+		}
+		return -1
+	}
 
-	base := durations(walls[0]).medianDur()
+	base := med(0)
 	s.method = fmt.Sprintf("Each variant runs %d times (after one warm-up round), interleaved: "+
 		"round after round, every variant once, so drift on a shared machine hits all alike. "+
 		"The time is the wall time from fork to wait4 of the whole process, as the benchmark program sees it. "+
-		"Added = median(migrun) − median(`true` bare). migrun logs in JSON with nanosecond timestamps; "+
-		"the phase table splits the medians at those log lines.", rounds)
+		"Added = median(migrun) − median(`true` bare). **The limit** is a minimal static Go program built by the benchmark "+
+		"(bench/limit) from the same libraries and connection settings as migrun (pgx and dbconn.PostgresConfig, so the "+
+		"same sslmode; go-sql-driver/mysql and dbconn.MySQLConfig) that does only the irreducible work: connect, take the "+
+		"lock with one statement, fork/exec the command, wait, release, disconnect; without a lock, exec and wait. "+
+		"The ratio is median(migrun) ÷ median(limit). The users' way today is the one-liner that holds a lock around a "+
+		"command in one session: `psql -c 'SELECT pg_advisory_lock(…)' -c '\\! true' -c 'SELECT pg_advisory_unlock(…)'`, "+
+		"the same with the `mariadb` client's `GET_LOCK` and `system`, and `flock FILE true` (where installed). "+
+		"migrun logs in JSON with nanosecond timestamps; the phase table splits the medians at those log lines.", rounds)
+	s.rows = append(s.rows, row{what: "overhead baseline: `true` bare", result: fmt.Sprintf("%s median (p99 %s)", ms(base), ms(durations(walls[0]).p99Dur()))})
 	for i, v := range variants {
-		med := durations(walls[i]).medianDur()
-		r := row{what: "overhead: " + v.name, result: fmt.Sprintf("%s median (p99 %s)", ms(med), ms(durations(walls[i]).p99Dur()))}
-		if i == 0 {
-			r.result = fmt.Sprintf("%s median (p99 %s)", ms(med), ms(durations(walls[i]).p99Dur()))
-			r.what = "overhead baseline: `true` bare"
-			s.rows = append(s.rows, r)
+		if v.role != roleMigrun {
 			continue
 		}
-		added := med - base
-		r.baseline = ms(base) + " (`true` bare)"
-		r.ratio = fmt.Sprintf("+%s", ms(added))
-		if i >= 2 {
+		added := med(i) - base
+		r := row{what: "overhead: " + v.name, result: fmt.Sprintf("%s median (p99 %s)", ms(med(i)), ms(durations(walls[i]).p99Dur())),
+			baseline: ms(base) + " (`true` bare)", ratio: fmt.Sprintf("+%s", ms(added))}
+		if v.lock != "none" {
 			r.target = "< +10 ms"
 			r.verdict = judge(added < overheadTarget)
 		}
 		s.rows = append(s.rows, r)
 	}
+	// migrun against the limit, and against what users write today.
+	for _, lock := range []string{"none", "file", "postgresql", "mariadb"} {
+		m := find(lock, roleMigrun)
+		if l := find(lock, roleLimit); l >= 0 {
+			target := limitTargetLock
+			if lock == "none" {
+				target = limitTargetNone
+			}
+			x := float64(med(m)) / float64(med(l))
+			s.rows = append(s.rows, row{what: "limit: " + variants[m].name, result: ms(med(m)),
+				baseline: fmt.Sprintf("%s %s", ms(med(l)), variants[l].name),
+				ratio:    fmt.Sprintf("%.2f×", x), target: fmt.Sprintf("≤ %.2f×", target), verdict: judge(x <= target)})
+		}
+		if u := find(lock, roleTool); u >= 0 {
+			s.rows = append(s.rows, row{what: "users' way today: " + variants[m].name, result: ms(med(m)),
+				baseline: fmt.Sprintf("%s %s", ms(med(u)), variants[u].name),
+				ratio:    fmt.Sprintf("%.2f×", float64(med(m))/float64(med(u)))})
+		}
+	}
+	var all [][]string
+	for i, v := range variants {
+		all = append(all, []string{v.name, ms(med(i)), ms(durations(walls[i]).p99Dur())})
+	}
+	s.detail = append(s.detail, "Every variant (median and p99 wall time, fork to wait4):\n\n"+table([]string{"", "median", "p99"}, all))
 
 	// Where the time goes, from migrun's own log lines.
 	var rows [][]string
-	for i, v := range variants[1:] {
-		p := phases[i+1]
+	for i, v := range variants {
+		if v.role != roleMigrun {
+			continue
+		}
+		p := phases[i]
 		cell := func(name string) string {
 			if len(p[name]) == 0 {
 				return "—"
 			}
 			return ms(durations(p[name]).medianDur())
 		}
-		rows = append(rows, []string{v.name, cell(phaseStartup), cell(phaseLock), cell(phasePrepare), cell(phaseCommand), cell(phaseReport), ms(durations(walls[i+1]).medianDur())})
+		rows = append(rows, []string{v.name, cell(phaseStartup), cell(phaseLock), cell(phasePrepare), cell(phaseCommand), cell(phaseReport), ms(med(i))})
 	}
 	s.detail = append(s.detail, "Where the time goes (medians; phases split at migrun's log lines):\n\n"+
 		table([]string{"", "fork → first log (exec, Go start-up, config)", "connect + lock", "prepare command", "run `true`, unlock, disconnect", "report, exit", "total"}, rows))
@@ -116,16 +183,46 @@ func benchOverhead(ctx context.Context, t *tools, srv *servers, rounds int) *sec
 		s.notes = append(s.notes, "MariaDB protocol breakdown failed: "+err.Error())
 	}
 	if pgSteps != nil {
-		s.notes = append(s.notes, overheadNotes(walls, phases, pgSteps)...)
+		at := func(lock, role string) int { return find(lock, role) }
+		s.notes = append(s.notes, overheadNotes(walls, phases, pgSteps, [5]int{0, at("none", roleMigrun), at("file", roleMigrun), at("postgresql", roleMigrun), at("mariadb", roleMigrun)})...)
 	}
 	return s
 }
 
+// userTools are the one-liners users write today to hold a lock around
+// a command, for the clients installed here: psql, the mariadb (or
+// mysql) client, flock. Each holds the lock in one session and runs
+// the command through its shell escape, as a user would.
+func userTools(t *tools, pgURL, myURL string) []overheadVariant {
+	var out []overheadVariant
+	if psql, err := exec.LookPath("psql"); err == nil {
+		out = append(out, overheadVariant{"`psql -c 'SELECT pg_advisory_lock(…)' -c '\\! true' -c 'SELECT pg_advisory_unlock(…)'`", "postgresql", roleTool,
+			invocation{path: psql, args: []string{"-X", "-q", "-v", "ON_ERROR_STOP=1", pgURL,
+				"-c", "SELECT pg_advisory_lock(7003, 7004)", "-c", `\! true`, "-c", "SELECT pg_advisory_unlock(7003, 7004)"}}})
+	}
+	client, err := exec.LookPath("mariadb")
+	if err != nil {
+		client, err = exec.LookPath("mysql")
+	}
+	if u, perr := dburl.Parse(myURL); err == nil && perr == nil {
+		out = append(out, overheadVariant{"`mariadb -e \"SELECT GET_LOCK(…); system true; SELECT RELEASE_LOCK(…)\"`", "mariadb", roleTool,
+			invocation{path: client, args: []string{"-h", u.Host, "-P", strconv.Itoa(u.Port), "-u", u.User, u.Database,
+				"-e", "SELECT GET_LOCK('migrun-bench-tool', 600); system true; SELECT RELEASE_LOCK('migrun-bench-tool')"},
+				env: map[string]string{"MYSQL_PWD": u.Password}}})
+	}
+	if flock, err := exec.LookPath("flock"); err == nil {
+		out = append(out, overheadVariant{"`flock FILE true`", "file", roleTool,
+			invocation{path: flock, args: []string{filepath.Join(t.tmp, "overhead.flock"), "true"}}})
+	}
+	return out
+}
+
 // overheadNotes says what bounds the overhead, from this run's figures.
-// walls and phases are indexed as the variants: bare, none, file, pg, mariadb.
-func overheadNotes(walls [][]time.Duration, phases []map[string][]time.Duration, pg []time.Duration) []string {
-	med := func(i int) time.Duration { return durations(walls[i]).medianDur() }
-	phase := func(i int, name string) time.Duration { return durations(phases[i][name]).medianDur() }
+// at are the indexes in walls and phases of: bare, and migrun with no
+// lock, the file lock, PostgreSQL and MariaDB.
+func overheadNotes(walls [][]time.Duration, phases []map[string][]time.Duration, pg []time.Duration, at [5]int) []string {
+	med := func(i int) time.Duration { return durations(walls[at[i]]).medianDur() }
+	phase := func(i int, name string) time.Duration { return durations(phases[at[i]][name]).medianDur() }
 	const connect, plain, listen, try, verify, unlock, one, kdf = 0, 1, 2, 3, 4, 5, 7, 8
 	statements := pg[try] + pg[verify] + pg[unlock]
 	notes := []string{fmt.Sprintf("**What bounds it.** Without any lock migrun adds %s to `true`: its own start-up "+
