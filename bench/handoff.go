@@ -339,6 +339,8 @@ func countWaiting(ctx context.Context, kind, db, url string, waiters []*running)
 
 // pgWaitersInTransaction counts migrun's backends in db that hold a
 // snapshot (backend_xmin), a transaction id, or an open transaction.
+// migrun's lock sessions are named "migrun <host> <pid>" (issue 13), its
+// command's "migrun command <host> <pid>".
 // Only the holder may be in a transaction, and in session mode not even it.
 func pgWaitersInTransaction(ctx context.Context, url, db string) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -352,7 +354,8 @@ func pgWaitersInTransaction(ctx context.Context, url, db string) (int, error) {
 	err = conn.QueryRow(ctx, `SELECT
 		count(*) FILTER (WHERE backend_xmin IS NOT NULL OR backend_xid IS NOT NULL OR state LIKE 'idle in transaction%' OR xact_start IS NOT NULL),
 		count(*)
-		FROM pg_stat_activity WHERE datname = $1 AND application_name = 'migrun'`, db).Scan(&n, &total)
+		FROM pg_stat_activity WHERE datname = $1
+		  AND application_name LIKE 'migrun %' AND application_name NOT LIKE 'migrun command %'`, db).Scan(&n, &total)
 	if err != nil {
 		return 0, err
 	}

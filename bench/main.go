@@ -155,10 +155,10 @@ func run(opts options) (err error) {
 // benchFailure is what fatalTB panics with.
 type benchFailure string
 
-// buildTools builds the helper command, and migrun unless one is given,
-// with the Makefile's flags (static, stripped).
+// buildTools builds the helper command, the limit program, and migrun
+// unless one is given, with the Makefile's flags (static, stripped).
 func buildTools(ctx context.Context, tmp, migrun string) (*tools, error) {
-	t := &tools{tmp: tmp, helper: filepath.Join(tmp, "helper")}
+	t := &tools{tmp: tmp, helper: filepath.Join(tmp, "helper"), limit: filepath.Join(tmp, "limit")}
 	build := func(out, pkg string, ldflags string) error {
 		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", ldflags, "-o", out, pkg)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -169,6 +169,9 @@ func buildTools(ctx context.Context, tmp, migrun string) (*tools, error) {
 		return nil
 	}
 	if err := build(t.helper, "github.com/migrun/migrun/bench/helper", "-s -w"); err != nil {
+		return nil, err
+	}
+	if err := build(t.limit, "github.com/migrun/migrun/bench/limit", "-s -w"); err != nil {
 		return nil, err
 	}
 	if migrun == "" {

@@ -18,10 +18,11 @@ import (
 )
 
 // tools are the binaries a run measures: migrun as `make build` makes it,
-// and the helper command.
+// the helper command, and the limit program (bench/limit).
 type tools struct {
 	migrun string
 	helper string
+	limit  string
 	tmp    string // scratch space of this run
 }
 

@@ -51,6 +51,14 @@ type pgLocker struct {
 	// a pooler or proxy is in between.
 	pooled bool
 	report *waitReport // while Lock waits
+	// askProbe: ProbeStartupOptions was called.
+	askProbe bool
+	// probe is what the lock's connection found out about startup
+	// options; nil until known.
+	probe *dbconn.OptionsProbe
+	// probing: conn carries the probe's options, and its next try reads
+	// the answer.
+	probing bool
 }
 
 // pollInterval bounds how long a session-mode waiter relies on the
@@ -93,13 +101,66 @@ func (p *pgLocker) connect(ctx context.Context) error {
 	dbconn.PostgresIdentity(cfg, p.opts.Identity)
 	cfg.DialFunc = dbconn.DeadPeerWithin(p.timing.ServerBound).Dial
 	return p.opts.retry(ctx, p.budget, func(ctx context.Context) error {
-		conn, err := pgx.ConnectConfig(ctx, cfg)
+		conn, probing, err := p.dial(ctx, cfg)
 		if err != nil {
-			return dbconn.ClassifyPostgres(err, cfg)
+			return err
 		}
-		p.conn, p.listening, p.fresh, p.settings, p.pooled = conn, false, true, nil, false
+		p.conn, p.listening, p.fresh, p.settings, p.pooled, p.probing = conn, false, true, nil, false, probing
 		return nil
 	})
+}
+
+// dial makes one connection. Until the probe's answer is known (when
+// asked: ProbeStartupOptions), it first tries with the probe's startup
+// options, as sessions.Probe does: a server that refuses them (PgBouncer)
+// gets a second connection without them, which is the answer.
+func (p *pgLocker) dial(ctx context.Context, cfg *pgx.ConnConfig) (conn *pgx.Conn, probing bool, err error) {
+	if p.askProbe && p.probe == nil {
+		withProbe := cfg.Copy()
+		withProbe.RuntimeParams["options"] = dbconn.WithOptionsProbe(cfg.RuntimeParams["options"])
+		conn, err := pgx.ConnectConfig(ctx, withProbe)
+		if err == nil {
+			return conn, true, nil
+		}
+		if ctx.Err() != nil {
+			return nil, false, dbconn.ClassifyPostgres(err, withProbe)
+		}
+		// Is it the options? Connect without them.
+		plain, perr := pgx.ConnectConfig(ctx, cfg)
+		if perr != nil {
+			return nil, false, dbconn.ClassifyPostgres(perr, cfg)
+		}
+		p.probe = &dbconn.OptionsProbe{Refused: dbconn.ClassifyPostgres(err, withProbe)}
+		return plain, false, nil
+	}
+	conn, err = pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, false, dbconn.ClassifyPostgres(err, cfg)
+	}
+	return conn, false, nil
+}
+
+// OptionsProber is a Locker that can find out on its own connection what
+// sessions.Probe does: whether startup options (PGOPTIONS) reach the
+// server. A run whose command uses the lock's database then needs no
+// probe connection of its own, which on a small database host competes
+// with the lock's connection for the CPU (a backend forked, SCRAM).
+// PostgreSQL's Locker is one.
+type OptionsProber interface {
+	// ProbeStartupOptions asks it to; call it before Lock.
+	ProbeStartupOptions()
+	// OptionsProbed is the answer, known after a successful Lock; false
+	// when it is not known.
+	OptionsProbed() (dbconn.OptionsProbe, bool)
+}
+
+func (p *pgLocker) ProbeStartupOptions() { p.askProbe = true }
+
+func (p *pgLocker) OptionsProbed() (dbconn.OptionsProbe, bool) {
+	if p.probe == nil {
+		return dbconn.OptionsProbe{}, false
+	}
+	return *p.probe, true
 }
 
 func (p *pgLocker) Lock(ctx context.Context) error {
@@ -234,6 +295,13 @@ func (p *pgLocker) try(ctx context.Context) (tryResult, error) {
 		fmt.Fprintf(&sql, "SELECT CASE WHEN EXISTS (%s) THEN NULL ELSE pg_try_advisory_lock(%d, %d) END", p.heldHere(), p.k1, p.k2)
 	}
 	sql.WriteString(", pg_backend_pid(), extract(epoch FROM now() - pg_postmaster_start_time())")
+	// The probe's answer rides on the first try of a probing connection.
+	probing := p.probing
+	columns := 3
+	if probing {
+		sql.WriteString(", " + dbconn.OptionsProbeColumns)
+		columns += 2
+	}
 
 	sctx, cancel, err := p.budget.statement(ctx, 0)
 	if err != nil {
@@ -264,13 +332,16 @@ func (p *pgLocker) try(ctx context.Context) (tryResult, error) {
 	r.answ = time.Now()
 	p.budget.answered(r.answ)
 	last := results[len(results)-1]
-	if len(last.Rows) != 1 || len(last.Rows[0]) != 3 {
+	if len(last.Rows) != 1 || len(last.Rows[0]) != columns {
 		return tryResult{}, fmt.Errorf("unexpected answer to the lock attempt: %d rows", len(last.Rows))
 	}
 	row := last.Rows[0]
 	pid, err := strconv.ParseInt(string(row[1]), 10, 32)
 	if err != nil {
 		return tryResult{}, fmt.Errorf("unexpected backend pid %q", row[1])
+	}
+	if probing {
+		p.readProbe(row[3], row[4])
 	}
 	r.pid = int32(pid)
 	if p.opts.Mode == ModeSession && row[0] == nil {
@@ -318,6 +389,14 @@ func refusedSetting(code string) bool {
 		return true
 	}
 	return false
+}
+
+// readProbe records the probe's answer from its two columns
+// (dbconn.OptionsProbeColumns).
+func (p *pgLocker) readProbe(setting, version []byte) {
+	n, _ := strconv.Atoi(string(version))
+	p.probe = &dbconn.OptionsProbe{Applied: string(setting) == "on", Version: n}
+	p.probing = false
 }
 
 // failedAt is the index of the statement of a multi-statement message

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -200,7 +201,7 @@ func (s *source) close() {
 }
 
 // postgresNamePart is Rails' PostgreSQL::Utils.extract_schema_qualified_name's scan.
-var postgresNamePart = regexp.MustCompile(`[^".]+|"[^"]*"`)
+var postgresNamePart = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`[^".]+|"[^"]*"`) }) // compiled on first use, not at start-up
 
 // quotePostgresTable quotes a table name as Rails' PostgreSQL adapter does
 // (Quoting#quote_table_name: Utils.extract_schema_qualified_name(name).quoted,
@@ -209,7 +210,7 @@ var postgresNamePart = regexp.MustCompile(`[^".]+|"[^"]*"`)
 // ignored); surrounding quotes dropped; each part quoted as an identifier.
 // So "app.schema_migrations" is "app"."schema_migrations".
 func quotePostgresTable(name string) (string, error) {
-	parts := postgresNamePart.FindAllString(name, 2)
+	parts := postgresNamePart().FindAllString(name, 2)
 	if len(parts) == 0 || strings.ContainsRune(name, 0) {
 		return "", fmt.Errorf("schema_migrations table name %q: Rails cannot quote it either", name)
 	}

@@ -19,6 +19,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/migrun/migrun/dburl"
@@ -352,14 +353,14 @@ func looksMySQL(raw string) bool {
 
 // railsURLVariable matches the variables Rails reads database URLs from:
 // DATABASE_URL for primary, <NAME>_DATABASE_URL for the others.
-var railsURLVariable = regexp.MustCompile(`^([A-Z0-9_]+_)?DATABASE_URL$`)
+var railsURLVariable = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^([A-Z0-9_]+_)?DATABASE_URL$`) }) // compiled on first use, not at start-up
 
 // urlVariables are the Rails database URL variables in env, sorted.
 // MIGRUN_DATABASE_URL is migrun's own.
 func urlVariables(env map[string]string) []string {
 	var names []string
 	for name := range env {
-		if railsURLVariable.MatchString(name) && name != "MIGRUN_DATABASE_URL" {
+		if railsURLVariable().MatchString(name) && name != "MIGRUN_DATABASE_URL" {
 			names = append(names, name)
 		}
 	}
