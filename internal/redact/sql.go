@@ -6,9 +6,10 @@ import "strings"
 // session that migrun shows (who holds the lock, who blocks the
 // migration): its text can carry secrets migrun does not know, such as
 // ALTER ROLE ... PASSWORD '...' or UPDATE ... SET token = '...'. Each
-// '...' (with ” inside), E'...' (with \' inside) and $tag$...$tag$ becomes
-// '?'; a literal cut off by truncation is masked to the end. MySQL's
-// "..." strings are masked too; PostgreSQL's "..." identifiers are kept.
+// quoted literal (a doubled quote stays inside), E-string (a backslashed
+// quote too) and $tag$...$tag$ becomes '?'; a literal cut off by
+// truncation is masked to the end. MySQL's "..." strings are masked too;
+// PostgreSQL's "..." identifiers are kept.
 func SQLLiterals(q string, mysql bool) string {
 	var b strings.Builder
 	mask := func() {
