@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -12,10 +11,6 @@ import (
 	"github.com/migrun/migrun/dburl"
 	"github.com/migrun/migrun/internal/dbconn"
 )
-
-// probeSetting is a placeholder setting (a dotted name any role may set)
-// that only a server applying the startup options can report back.
-const probeSetting = "migrun.options_probe"
 
 // ErrNotPostgres: Probe was given a URL of another database.
 var ErrNotPostgres = errors.New("not a PostgreSQL URL")
@@ -46,14 +41,14 @@ func Probe(ctx context.Context, u *dburl.URL) (Postgres, error) {
 		return Postgres{}, err
 	}
 	plain := cfg.Copy()
-	cfg.RuntimeParams["options"] = strings.TrimSpace(cfg.RuntimeParams["options"] + " -c " + probeSetting + "=on")
+	cfg.RuntimeParams["options"] = dbconn.WithOptionsProbe(cfg.RuntimeParams["options"])
 
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		if ctx.Err() != nil {
 			return Postgres{}, ctx.Err()
 		}
-		why := dbconn.ClassifyPostgres(err, cfg)
+		refused := dbconn.ClassifyPostgres(err, cfg)
 		// Is it the option? Ask again without it.
 		c, perr := pgx.ConnectConfig(ctx, plain)
 		if perr != nil {
@@ -63,23 +58,33 @@ func Probe(ctx context.Context, u *dburl.URL) (Postgres, error) {
 			return Postgres{}, fmt.Errorf("probe %s: %w", dbconn.PostgresAddr(u), dbconn.ClassifyPostgres(perr, plain))
 		}
 		_ = c.Close(ctx)
-		return Postgres{Why: fmt.Sprintf("%s refuses connections that carry startup options (%v)", dbconn.PostgresAddr(u), why)}, nil
+		return FromProbe(dbconn.PostgresAddr(u), dbconn.OptionsProbe{Refused: refused}), nil
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 
 	var got *string
 	var version int
-	err = conn.QueryRow(ctx, "SELECT current_setting($1, true), current_setting('server_version_num')::int", probeSetting).Scan(&got, &version)
+	err = conn.QueryRow(ctx, "SELECT "+dbconn.OptionsProbeColumns).Scan(&got, &version)
 	if err != nil {
 		if ctx.Err() != nil {
 			return Postgres{}, ctx.Err()
 		}
 		return Postgres{}, fmt.Errorf("probe %s: %w", dbconn.PostgresAddr(u), queryError(err))
 	}
-	if got == nil || *got != "on" {
-		return Postgres{Why: fmt.Sprintf("%s accepts startup options but does not apply them (a pooler, e.g. PgBouncer with ignore_startup_parameters = options)", dbconn.PostgresAddr(u))}, nil
+	return FromProbe(dbconn.PostgresAddr(u), dbconn.OptionsProbe{Applied: got != nil && *got == "on", Version: version}), nil
+}
+
+// FromProbe is what a probe connection to addr found (here, or on the
+// lock's own connection: lock.OptionsProber), as the command's sessions
+// are told.
+func FromProbe(addr string, p dbconn.OptionsProbe) Postgres {
+	switch {
+	case p.Refused != nil:
+		return Postgres{Why: fmt.Sprintf("%s refuses connections that carry startup options (%v)", addr, p.Refused)}
+	case !p.Applied:
+		return Postgres{Why: fmt.Sprintf("%s accepts startup options but does not apply them (a pooler, e.g. PgBouncer with ignore_startup_parameters = options)", addr)}
 	}
-	return Postgres{OptionsReach: true, Version: version}, nil
+	return Postgres{OptionsReach: true, Version: p.Version}
 }
 
 func queryError(err error) error {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -99,6 +100,19 @@ func (r *run) execute(ctx context.Context) {
 		r.fail(report.ConfigError, err)
 		return
 	}
+	// When the command uses the lock's own PostgreSQL database, the lock's
+	// connection probes startup options for it: one connection fewer per
+	// run, which on a small database host competes with the lock's for
+	// the CPU. The other databases are probed in the background.
+	urls := r.commandPostgresURLs()
+	prober, lockProbes := locker.(lock.OptionsProber)
+	if lockProbes {
+		i := slices.IndexFunc(urls, func(u *dburl.URL) bool { return u.Redacted() == r.cfg.url.Redacted() })
+		if lockProbes = i >= 0; lockProbes {
+			prober.ProbeStartupOptions()
+			urls = slices.Delete(urls, i, i+1)
+		}
+	}
 	// The command's environment (and the Ruby sync file) is ready before
 	// the lock, and the routes to its database sessions are probed while
 	// the lock is taken: when runners queue, neither is part of the hand-off.
@@ -121,7 +135,7 @@ func (r *run) execute(ctx context.Context) {
 			return
 		}
 	}
-	probed := r.probeSessions(ctx)
+	probed := r.probeSessions(ctx, urls)
 	if !r.acquire(ctx, locker, sigs) {
 		return
 	}
@@ -130,7 +144,16 @@ func (r *run) execute(ctx context.Context) {
 		r.skip()
 		return
 	}
-	env, notes := sessions.Apply(base, r.sessionSettings(), <-probed)
+	answers := <-probed
+	if lockProbes {
+		if own, ok := prober.OptionsProbed(); ok {
+			answers = append(answers, sessions.FromProbe(dbconn.PostgresAddr(r.cfg.url), own))
+		} else {
+			// Not expected after a successful Lock; ask the usual way.
+			answers = append(answers, <-r.probeSessions(ctx, []*dburl.URL{r.cfg.url})...)
+		}
+	}
+	env, notes := sessions.Apply(base, r.sessionSettings(), combineProbes(answers))
 	for _, note := range notes {
 		r.log.Warn(note)
 	}
@@ -149,19 +172,18 @@ func (r *run) sessionSettings() sessions.Settings {
 // probeSessions finds out, in the background, whether startup options
 // (PGOPTIONS) reach each PostgreSQL server the command will use: a pooler
 // may refuse them (the command's connections would fail) or ignore them.
-// PGOPTIONS reaches every connection of the command, so it is set only
-// when every server takes it.
-func (r *run) probeSessions(ctx context.Context) <-chan sessions.Postgres {
-	out := make(chan sessions.Postgres, 1)
-	urls := r.commandPostgresURLs()
+// It answers for each of urls, stopping at the first that does not take
+// them (combineProbes).
+func (r *run) probeSessions(ctx context.Context, urls []*dburl.URL) <-chan []sessions.Postgres {
+	out := make(chan []sessions.Postgres, 1)
 	if len(urls) == 0 {
-		out <- sessions.Postgres{}
+		out <- nil
 		return out
 	}
 	go func() {
 		ctx, cancel := context.WithTimeout(ctx, time.Duration(r.cfg.ConnectTimeout))
 		defer cancel()
-		result := sessions.Postgres{OptionsReach: true}
+		var answers []sessions.Postgres
 		for _, u := range urls {
 			// The server may still be starting (the lock waits for it too):
 			// ask again within the connect timeout.
@@ -177,17 +199,34 @@ func (r *run) probeSessions(ctx context.Context) <-chan sessions.Postgres {
 			if err != nil {
 				pg = sessions.Postgres{Why: "could not ask " + u.Redacted() + ": " + r.scrub.String(err.Error())}
 			}
+			answers = append(answers, pg)
 			if !pg.OptionsReach {
-				out <- pg
-				return
-			}
-			if result.Version == 0 || pg.Version < result.Version {
-				result.Version = pg.Version
+				break
 			}
 		}
-		out <- result
+		out <- answers
 	}()
 	return out
+}
+
+// combineProbes is what the command's sessions are told from the probes'
+// answers: PGOPTIONS reaches every connection of the command, so it is
+// set only when every server takes it, with the settings the oldest has;
+// nothing when there is no PostgreSQL database.
+func combineProbes(answers []sessions.Postgres) sessions.Postgres {
+	if len(answers) == 0 {
+		return sessions.Postgres{}
+	}
+	result := sessions.Postgres{OptionsReach: true}
+	for _, pg := range answers {
+		if !pg.OptionsReach {
+			return pg
+		}
+		if result.Version == 0 || pg.Version < result.Version {
+			result.Version = pg.Version
+		}
+	}
+	return result
 }
 
 // commandPostgresURLs are the PostgreSQL databases the command connects
