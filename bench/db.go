@@ -48,7 +48,6 @@ func openMySQL(rawURL string) (*sql.DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	dbconn.QuietMySQLDriver()
 	c, err := mysql.NewConnector(cfg)
 	if err != nil {
 		return nil, err

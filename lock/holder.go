@@ -382,7 +382,6 @@ func inspectPostgres(ctx context.Context, u *dburl.URL, opts Options) (Inspectio
 }
 
 func inspectMySQL(ctx context.Context, u *dburl.URL, opts Options) (Inspection, error) {
-	dbconn.QuietMySQLDriver()
 	cfg, err := dbconn.MySQLConfig(u)
 	if err != nil {
 		return Inspection{}, err

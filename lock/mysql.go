@@ -53,7 +53,6 @@ type myLocker struct {
 }
 
 func newMySQL(u *dburl.URL, opts Options, timing Timing) *myLocker {
-	dbconn.QuietMySQLDriver()
 	m := &myLocker{u: u, opts: opts, timing: timing, name: mysqlLockName(opts.Name)}
 	m.ka = newKeepAlive(timing, opts.Logger, m.String())
 	return m

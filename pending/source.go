@@ -135,7 +135,6 @@ func (s *source) mysql(ctx context.Context, q query) ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		dbconn.QuietMySQLDriver()
 		connector, err := mysql.NewConnector(cfg)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s", dbconn.ErrSettings, dbconn.LastLine(err))

@@ -640,7 +640,6 @@ func (o *Observer) myDB() (*sql.DB, error) {
 	}
 	cfg.Timeout = o.timeout
 	dbconn.MySQLIdentity(cfg, o.name)
-	dbconn.QuietMySQLDriver()
 	connector, err := mysql.NewConnector(cfg)
 	if err != nil {
 		return nil, err

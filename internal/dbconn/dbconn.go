@@ -15,7 +15,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -309,14 +308,13 @@ func ClassifyMySQL(err error) error {
 	return errors.New(LastLine(err))
 }
 
-// quietDriver keeps go-sql-driver/mysql from printing to stderr on its
-// own (e.g. "unexpected EOF" when a connection drops): migrun reports
-// connection errors itself, through slog.
-var quietDriver sync.Once
-
-// QuietMySQLDriver routes nothing of the driver's own logging to stderr.
-func QuietMySQLDriver() {
-	quietDriver.Do(func() { _ = mysql.SetLogger(mysql.Logger(discardLogger{})) })
+// init keeps go-sql-driver/mysql from printing to stderr on its own (e.g.
+// "unexpected EOF" when a connection drops): migrun reports connection
+// errors itself, through slog. At package initialisation, before any
+// goroutine: SetLogger writes the driver's global that every new
+// connection configuration reads.
+func init() {
+	_ = mysql.SetLogger(mysql.Logger(discardLogger{}))
 }
 
 type discardLogger struct{}
