@@ -311,7 +311,7 @@ func handoffRound(ctx context.Context, t *tools, srv *servers, kind, db, url str
 
 // countWaiting counts the runners that are waiting for the lock: on
 // PostgreSQL those that logged so (after a failed try, before waiting for
-// the NOTIFY); on MariaDB the sessions blocked in GET_LOCK (migrun logs
+// the NOTIFY); on MariaDB the sessions blocked in GET_LOCK (state "User lock"; migrun logs
 // its waiting only when the first 5 s GET_LOCK times out).
 func countWaiting(ctx context.Context, kind, db, url string, waiters []*running) int {
 	if kind == "postgresql" {
@@ -331,7 +331,7 @@ func countWaiting(ctx context.Context, kind, db, url string, waiters []*running)
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	var n int
-	if err := conn.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = ? AND INFO LIKE 'SELECT GET_LOCK%'", db).Scan(&n); err != nil {
+	if err := conn.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = ? AND STATE = 'User lock'", db).Scan(&n); err != nil {
 		return -1
 	}
 	return n
