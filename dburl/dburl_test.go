@@ -336,7 +336,9 @@ func inputPassword(raw string) (string, int) {
 		return "", 0
 	}
 	colon := strings.Index(authority, ":")
-	if colon < 0 || strings.ContainsAny(authority[:colon], "/?#") {
+	// A '[' before the first ':' opens an IPv6 host ([::1]:5432): no
+	// user information, so no password.
+	if colon < 0 || strings.ContainsAny(authority[:colon], "/?#[") {
 		return "", 0
 	}
 	pw := authority[colon+1:]
