@@ -87,7 +87,8 @@ func TestHelpJSON(t *testing.T) {
 			found[c.Name+" "+s.Env+" --"+s.Flag] = true
 		}
 	}
-	for _, want := range []string{"run MIGRUN_LOCK_TIMEOUT --lock-timeout", "wait MIGRUN_WAIT_TIMEOUT --wait-timeout", "run SLACK_WEBHOOK_URL --slack-webhook-url"} {
+	for _, want := range []string{"run MIGRUN_LOCK_TIMEOUT --lock-timeout", "wait MIGRUN_WAIT_TIMEOUT --wait-timeout", "run SLACK_WEBHOOK_URL --slack-webhook-url",
+		"status MIGRUN_STATUS_FORMAT --format", "status MIGRUN_STATUS_NOTIFY_TEST --notify-test", "status MIGRUN_LOCK_TIMEOUT --lock-timeout"} {
 		if !found[want] {
 			t.Errorf("help --json lacks %q", want)
 		}
