@@ -229,8 +229,10 @@ func TestPostgresWaitersHoldNoSnapshot(t *testing.T) {
 				t.Fatal(err)
 			}
 			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
 			var wg sync.WaitGroup
+			// Cleanups run last in, first out: the waiters' Lock returns
+			// (registered below) before their Unlock cleanups, also when
+			// the test fails half-way.
 			for range 3 {
 				waiter := newLocker(t, u, mode, db)
 				wg.Add(1)
@@ -239,6 +241,7 @@ func TestPostgresWaitersHoldNoSnapshot(t *testing.T) {
 					_ = waiter.Lock(ctx)
 				}()
 			}
+			t.Cleanup(func() { cancel(); wg.Wait() })
 			// Wait until the waiters are connected and waiting.
 			deadline := time.Now().Add(30 * time.Second)
 			for srv.QueryInt(t, db, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'migrun'") < 4 {
@@ -248,7 +251,8 @@ func TestPostgresWaitersHoldNoSnapshot(t *testing.T) {
 				time.Sleep(20 * time.Millisecond)
 			}
 			conn := connectPG(t, raw)
-			ictx, icancel := context.WithTimeout(context.Background(), 30*time.Second)
+			// A bound on what must not hang, generous for a loaded machine.
+			ictx, icancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer icancel()
 			for _, q := range []string{"CREATE TABLE users (email text)", "CREATE INDEX CONCURRENTLY users_email ON users (email)"} {
 				if _, err := conn.Exec(ictx, q); err != nil {
