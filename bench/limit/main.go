@@ -3,6 +3,19 @@
 // connection settings migrun uses, and nothing else (no configuration,
 // logging, session settings, keep-alive, supervision or report).
 //
+// It links the same fixed libraries as migrun: pgx/v5 and
+// go-sql-driver/mysql for the locks, and slack-go/slack and
+// caarlos0/env/v11, which migrun's design fixes too (its Slack
+// notifications, its configuration from the environment). Linking a
+// library runs its package initialisation in every process that links it,
+// before main: given the fixed dependencies that cost is irreducible, so
+// the limit pays it as well (the notify mode below uses the last two as
+// migrun does, so the linker keeps of them what migrun keeps).
+//
+//	limit start
+//	    exit at once: Go's start-up and the initialisation of the
+//	    packages linked, the start-up of any program built on these
+//	    libraries.
 //	limit exec -- COMMAND [ARG...]
 //	    run COMMAND and wait for it.
 //	limit postgresql URL -- COMMAND [ARG...]
@@ -10,6 +23,11 @@
 //	    pg_try_advisory_lock, run COMMAND, wait, pg_advisory_unlock, close.
 //	limit mariadb URL -- COMMAND [ARG...]
 //	    the same with go-sql-driver/mysql, GET_LOCK and RELEASE_LOCK.
+//
+//	limit notify
+//	    read SLACK_BOT_TOKEN, SLACK_CHANNEL and SLACK_WEBHOOK_URL from the
+//	    environment with caarlos0/env and post one message with slack-go
+//	    (chat.postMessage, or the webhook). The benchmarks do not run it.
 //
 // It exits with the command's status; 100 when the lock is held, 101 on
 // any other failure.
@@ -22,8 +40,10 @@ import (
 	"os"
 	"os/exec"
 
+	"github.com/caarlos0/env/v11"
 	"github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5"
+	"github.com/slack-go/slack"
 
 	"github.com/migrun/migrun/dburl"
 	"github.com/migrun/migrun/internal/dbconn"
@@ -36,8 +56,17 @@ const (
 )
 
 func main() {
+	if len(os.Args) == 2 {
+		switch os.Args[1] {
+		case "start":
+			os.Exit(0)
+		case "notify":
+			check(notify(context.Background()))
+			os.Exit(0)
+		}
+	}
 	if len(os.Args) < 3 {
-		fail("usage: limit exec|postgresql URL|mariadb URL -- COMMAND [ARG...]")
+		fail("usage: limit start | limit notify | limit exec|postgresql URL|mariadb URL -- COMMAND [ARG...]")
 	}
 	mode, args := os.Args[1], os.Args[2:]
 	var url string
@@ -109,6 +138,25 @@ func withMariaDB(ctx context.Context, u *dburl.URL, command []string) int {
 	_, err = conn.ExecContext(ctx, "DO RELEASE_LOCK('"+myName+"')")
 	check(err)
 	return status
+}
+
+// notify posts one message to Slack, with the settings read from the
+// environment: the two libraries' ordinary use, as migrun makes it.
+func notify(ctx context.Context) error {
+	var cfg struct {
+		Token   string `env:"SLACK_BOT_TOKEN"`
+		Channel string `env:"SLACK_CHANNEL"`
+		Webhook string `env:"SLACK_WEBHOOK_URL"`
+	}
+	if err := env.Parse(&cfg); err != nil {
+		return err
+	}
+	text := "limit: done"
+	if cfg.Webhook != "" {
+		return slack.PostWebhookContext(ctx, cfg.Webhook, &slack.WebhookMessage{Text: text})
+	}
+	_, _, err := slack.New(cfg.Token).PostMessageContext(ctx, cfg.Channel, slack.MsgOptionText(text, false))
+	return err
 }
 
 func parse(raw string) *dburl.URL {
