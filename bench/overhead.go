@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/migrun/migrun/dburl"
+	"github.com/migrun/migrun/internal/dbconn"
 	"github.com/migrun/migrun/sessions"
 )
 
@@ -105,7 +107,8 @@ func benchOverhead(ctx context.Context, t *tools, srv *servers, rounds int) *sec
 		"The time is the wall time from fork to wait4 of the whole process, as the benchmark program sees it. "+
 		"Added = median(migrun) − median(`true` bare). **The limit** is a minimal static Go program built by the benchmark "+
 		"(bench/limit) from the same libraries and connection settings as migrun (pgx and dbconn.PostgresConfig, so the "+
-		"same sslmode; go-sql-driver/mysql and dbconn.MySQLConfig) that does only the irreducible work: connect, take the "+
+		"same sslmode; go-sql-driver/mysql and dbconn.MySQLConfig; it links slack-go and caarlos0/env too, so their package "+
+		"initialisation, irreducible given migrun's fixed dependencies, is in both) that does only the irreducible work: connect, take the "+
 		"lock with one statement, fork/exec the command, wait, release, disconnect; without a lock, exec and wait. "+
 		"The ratio is median(migrun) ÷ median(limit). The users' way today is the one-liner that holds a lock around a "+
 		"command in one session: `psql -c 'SELECT pg_advisory_lock(…)' -c '\\! true' -c 'SELECT pg_advisory_unlock(…)'`, "+
@@ -173,7 +176,8 @@ func benchOverhead(ctx context.Context, t *tools, srv *servers, rounds int) *sec
 	pg, pgSteps, err := pgProtocolSteps(ctx, pgURL, rounds)
 	if err == nil {
 		s.detail = append(s.detail, "The PostgreSQL lock's round trips, timed in-process with migrun's own connection settings "+
-			"(dbconn.PostgresConfig: sslmode=prefer, simple protocol) and statements (medians):\n\n"+pg)
+			"(dbconn.PostgresConfig: sslmode=prefer, simple protocol; the sessions probe's startup option, as `migrun run` "+
+			"sends it when the command uses the lock's database) and statements (medians):\n\n"+pg)
 	} else {
 		s.notes = append(s.notes, "PostgreSQL protocol breakdown failed: "+err.Error())
 	}
@@ -245,20 +249,24 @@ func overheadNotes(walls [][]time.Duration, phases []map[string][]time.Duration,
 			"where the limit program's bare pg_try_advisory_lock takes %s (the first statement of a new backend loads "+
 			"catalog entries: the cheapest later round trip takes %s); unlock and NOTIFY %s. A runner that finds the "+
 			"lock held also LISTENs (%s).\n"+
-			"- **The sessions probe.** While the lock connects, migrun opens a second connection to ask whether startup "+
-			"options (PGOPTIONS) reach the server, for the command's own sessions' dead-client settings: %s in-process. "+
-			"It runs concurrently, but its backend fork and SCRAM compete with the lock's for the two CPUs here. "+
-			"The lock's own connection can carry the probe (lock.OptionsProber, in lock/postgres.go); "+
-			"cmd-migrun.patch makes `migrun run` use it when the command uses the lock's database, saving that connection.\n"+
+			"- **The sessions probe.** migrun asks whether startup options (PGOPTIONS) reach the server, for the "+
+			"dead-client settings of the command's own sessions. The command here uses the lock's database (its "+
+			"DATABASE_URL is the lock's), so the lock's own connection carries the question (lock.OptionsProber): the "+
+			"probe's setting rides in its startup options and its first statement reads it back, both in the connect "+
+			"and the try above, and no connection is opened for it (migrun's connect + lock phase takes %s; that connect and "+
+			"try take %s in-process). For each other PostgreSQL database a command uses, migrun still "+
+			"probes with a connection of its own while the lock connects: %s in-process, whose backend fork and SCRAM "+
+			"would compete with the lock's for the %d CPUs here.\n"+
 			"- The report-and-exit phase takes %s with PostgreSQL against %s with the file lock: as migrun disconnects "+
-			"and exits, the server ends its backend on the same two CPUs. On a separate database host that cost is not migrun's.",
+			"and exits, the server ends its backend on the same %d CPUs. On a separate database host that cost is not migrun's.",
 			ms(pg[stepConnect]), ms(pg[stepClientSCRAM]), ms(pg[stepConnect]-pg[stepPlain]),
 			ms(pg[stepTry]), ms(pg[stepLimitTry]), ms(pg[stepOne]), ms(pg[stepUnlock]), ms(pg[stepListen]),
-			ms(pg[stepProbe]), ms(phase(postgres, phaseReport)), ms(phase(file, phaseReport))),
+			ms(phase(postgres, phaseLock)), ms(pg[stepConnect]+pg[stepTry]), ms(pg[stepProbe]), runtime.NumCPU(),
+			ms(phase(postgres, phaseReport)), ms(phase(file, phaseReport)), runtime.NumCPU()),
 		fmt.Sprintf("**Against the limit.** migrun takes %s more than the minimal program without a lock, %s more on "+
-			"PostgreSQL and %s more on MariaDB. What the minimal program leaves out, and migrun keeps: the initialisation "+
-			"of migrun's other packages (the Slack client with net/http, the Rails output parser, the configuration; "+
-			"§6), reading and checking the configuration, JSON logs, supervising the command (a process group, Pdeathsig, "+
+			"PostgreSQL and %s more on MariaDB. What the minimal program leaves out, and migrun keeps: its start-up "+
+			"beyond the libraries both link (migrun's own packages' initialisation, more of the libraries kept by the "+
+			"linker, a larger binary: §6), reading and checking the configuration, JSON logs, supervising the command (a process group, Pdeathsig, "+
 			"one pipe for its output with a bounded capture, signal forwarding, reaping), the lock's protective session "+
 			"settings, the takeover-guard check (the server's age, in the same statement), the keep-alive, the sessions "+
 			"probe (PostgreSQL), the termination log and the report. None of them is dropped to meet the ratio.",
@@ -321,8 +329,9 @@ func splitPhases(o *outcome) map[string]time.Duration {
 
 // pgProtocolSteps times each step migrun's PostgreSQL lock takes, with
 // pgx and the statements of lock/postgres.go (session mode, direct: no
-// pooler), beside the limit program's one statement and the sessions
-// probe's own connection.
+// pooler; the lock's connection carrying the sessions probe, as when the
+// command uses the lock's database), beside the limit program's one
+// statement and a sessions probe's own connection.
 func pgProtocolSteps(ctx context.Context, url string, rounds int) (string, []time.Duration, error) {
 	cfg, err := pgConfig(url)
 	if err != nil {
@@ -332,6 +341,11 @@ func pgProtocolSteps(ctx context.Context, url string, rounds int) (string, []tim
 	if err != nil {
 		return "", nil, err
 	}
+	// The command uses the lock's database, so the lock's connection
+	// carries the sessions probe: its startup options and, in its first
+	// try, the two columns that read the answer (lock/postgres.go's dial
+	// and try).
+	cfg.RuntimeParams["options"] = dbconn.WithOptionsProbe(cfg.RuntimeParams["options"])
 	noSSL := cfg.Copy()
 	noSSL.TLSConfig, noSSL.Fallbacks = nil, nil
 	const k1, k2 = 4242, 4343
@@ -345,18 +359,18 @@ func pgProtocolSteps(ctx context.Context, url string, rounds int) (string, []tim
 			set_config('tcp_keepalives_count', '3', false), set_config('tcp_user_timeout', '28000', false)
 			WHERE pg_backend_pid() = %[1]d;
 			SELECT CASE WHEN pg_backend_pid() = %[1]d THEN pg_try_advisory_lock(%[2]d, %[3]d) END, pg_backend_pid(),
-			extract(epoch FROM now() - pg_postmaster_start_time())`, pid, k1, k2)
+			extract(epoch FROM now() - pg_postmaster_start_time()), %[4]s`, pid, k1, k2, dbconn.OptionsProbeColumns)
 	}
 	steps := []string{
-		stepConnect:     "connect (TCP, SSLRequest refused, startup, SCRAM-SHA-256 auth)",
+		stepConnect:     "connect (TCP, SSLRequest refused, startup with the probe's options, SCRAM-SHA-256 auth)",
 		stepPlain:       "connect with sslmode=disable (no SSLRequest)",
-		stepTry:         "migrun's try, first statement of a new backend: the session's settings and pg_try_advisory_lock, one message",
+		stepTry:         "migrun's try, first statement of a new backend: the session's settings, pg_try_advisory_lock and the probe's answer, one message",
 		stepLimitTry:    "the limit program's try, first statement of a new backend: SELECT pg_try_advisory_lock",
 		stepListen:      "LISTEN (only once the lock is found held: not in an uncontended run)",
 		stepUnlock:      "SELECT pg_advisory_unlock, pg_notify",
 		stepClose:       "close (Terminate)",
 		stepOne:         "for comparison: the cheapest round trip (SELECT 1)",
-		stepProbe:       "the sessions probe: its own connection (do startup options reach the server?) and one statement",
+		stepProbe:       "a sessions probe of its own (only for a command's other PostgreSQL databases): a connection and one statement",
 		stepClientSCRAM: "of the connect: the client's PBKDF2 (4096 iterations, pure CPU)",
 	}
 	times, step := stepTimer(len(steps))
