@@ -134,18 +134,27 @@ func benchFootprint(ctx context.Context, t *tools, srv *servers, rounds int) *se
 		return 0
 	}
 	libInit := mig.medianOf(originStd) + mig.medianOf(originThirdParty)
+	// The rounds interleave the variants: the same round's difference
+	// leaves out the drift between rounds.
+	var diffs sample
+	for i := range walls[verV] {
+		diffs = append(diffs, float64(walls[verV][i]-walls[libsV][i]))
+	}
 	s.notes = append(s.notes, fmt.Sprintf("**What bounds the start-up.** A static Go program needs %s from fork to exit here, a C "+
 		"`true` %s. Linking migrun's fixed libraries costs %s over it (the same-libraries program, %s): their package "+
 		"initialisation and that of the standard library they pull in (the Slack client with net/http and crypto/tls, "+
 		"the two database drivers, x/text: %s in the trace), and faulting in the pages of a %s binary where the minimal "+
-		"program's is %s. No program built on these libraries starts faster. `migrun version` needs %s beyond that: "+
-		"initialising migrun's own %d packages takes %s, the libraries' packages %s (against %s in the same-libraries "+
-		"program: migrun keeps more of them, and of the standard library), and its binary is %s. It is paid once per run; "+
+		"program's is %s. No program built on these libraries starts faster. `migrun version` needs %s beyond that "+
+		"(round by round, each round running both, the difference's median is %s, its quartiles %s and %s: an absolute "+
+		"figure this small moves with the machine's load): initialising migrun's own %d packages takes %s, the libraries' "+
+		"%d packages %s (the same-libraries program's %d: %s), and its binary is %s. It is paid once per run; "+
 		"a PostgreSQL connection costs more (§1).",
 		ms(goMed), ms(trueMed), signed(libsMed-goMed), ms(libsMed),
 		ms(lim.medianOf(originStd)+lim.medianOf(originThirdParty)), mb(sizeOf(t.limit)), mb(sizeOf(t.helper)),
-		signed(own), mig.count(originOwn), ms(mig.medianOf(originOwn)), ms(libInit),
-		ms(lim.medianOf(originStd)+lim.medianOf(originThirdParty)), mb(size)))
+		signed(own), signed(diffs.medianDur()), signed(time.Duration(diffs.quantile(0.25))), signed(time.Duration(diffs.quantile(0.75))),
+		mig.count(originOwn), ms(mig.medianOf(originOwn)),
+		mig.count(originStd)+mig.count(originThirdParty), ms(libInit),
+		lim.count(originStd)+lim.count(originThirdParty), ms(lim.medianOf(originStd)+lim.medianOf(originThirdParty)), mb(size)))
 
 	// Idle RSS: holding the lock while the command runs, and waiting.
 	_, pgURL := srv.database("postgresql")
