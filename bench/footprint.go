@@ -173,8 +173,11 @@ func benchFootprint(ctx context.Context, t *tools, srv *servers, rounds int) *se
 			s.err = err
 			return s
 		}
-		if err := waitUntil(20*time.Second, "the holder to run its command", func() bool { return holder.stderr.Contains("running command") }); err != nil {
-			s.err = err
+		// On a server that started moments ago (-only footprint), migrun
+		// holds the lock through its takeover guard before running the
+		// command: until the dead-holder bound has passed since the start.
+		if err := waitUntil(time.Minute, "the holder to run its command", func() bool { return holder.stderr.Contains("running command") }); err != nil {
+			s.err = fmt.Errorf("%s, %v; its log: %s", l.label, err, strings.TrimSpace(string(holder.stderr.Bytes())))
 			return s
 		}
 		waiter, err := t.start(invocation{args: []string{"run", "--", "true"}, env: env})
