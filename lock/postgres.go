@@ -21,17 +21,25 @@ import (
 // pgLocker holds a PostgreSQL advisory lock in the two-int4 key space,
 // which never overlaps Rails' single-bigint migration lock.
 type pgLocker struct {
-	ka      *keepAlive
-	u       *dburl.URL
-	opts    Options
-	timing  Timing
-	k1, k2  int32
-	channel string // LISTEN/NOTIFY channel of this key
-	conn    *pgx.Conn
-	held    bool
-	// listening: LISTEN has run on conn. Only a runner that found the
-	// lock held needs it, so the uncontended path saves the round trip.
-	listening bool
+	ka     *keepAlive
+	u      *dburl.URL
+	opts   Options
+	timing Timing
+	k1, k2 int32
+	// channel names the key's LISTEN/NOTIFY channels: a waiter listens on
+	// its own, channel_<backend pid> (waiterChannel). (Waiters of migrun
+	// versions before the queue listen on channel itself, which nobody
+	// notifies now: they find the lock free by their poll.)
+	channel string
+	// q1, q2: the key of the queue, a shared advisory lock every
+	// session-mode waiter holds while it waits (see wakeNext).
+	q1, q2 int32
+	conn   *pgx.Conn
+	held   bool
+	// listening: LISTEN has run on conn; queued: conn holds the queue's
+	// shared lock. Only a runner that found the lock held needs them, so
+	// the uncontended path saves the round trip.
+	listening, queued bool
 	// fresh: nothing has run on conn yet; the session's settings go
 	// with its first statement.
 	fresh bool
@@ -61,25 +69,47 @@ type pgLocker struct {
 	probing bool
 }
 
-// pollInterval bounds how long a session-mode waiter relies on the
-// holder's NOTIFY alone: it wakes waiters at once when the lock is
-// released, but a holder that dies frees the lock without sending one.
+// pollInterval bounds how long a session-mode waiter relies on being
+// woken: a release wakes the two longest-waiting runners at once (wakeNext),
+// but a holder that dies frees the lock without waking anyone, and a
+// waiter further back in the queue is woken only when its turn comes.
 const pollInterval = 2 * time.Second
 
+// wakeAtRelease is how many waiters a release wakes, longest-waiting
+// first. One would do if every waiter were sure to act; the second takes
+// the lock when the first cannot (a frozen Pod, a connection dying
+// unnoticed), instead of everyone waiting for the poll. The loser of the
+// two tries once and waits again: two tries per hand-off, not one per
+// waiter.
+const wakeAtRelease = 2
+
 func newPostgres(u *dburl.URL, opts Options, timing Timing) *pgLocker {
-	h := fnv.New64a()
-	h.Write([]byte("migrun:" + opts.Name))
-	sum := h.Sum64()
+	sum := keyOf("migrun:" + opts.Name)
+	queue := keyOf("migrun-queue:" + opts.Name)
 	p := &pgLocker{
 		u:       u,
 		opts:    opts,
 		timing:  timing,
 		k1:      int32(sum >> 32),
 		k2:      int32(sum),
+		q1:      int32(queue >> 32),
+		q2:      int32(queue),
 		channel: fmt.Sprintf("migrun_lock_%016x", sum),
 	}
 	p.ka = newKeepAlive(timing, opts.Logger, p.String())
 	return p
+}
+
+// keyOf hashes a name into the two-int4 key space.
+func keyOf(name string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	return h.Sum64()
+}
+
+// waiterChannel is the channel a waiter in backend pid listens on.
+func (p *pgLocker) waiterChannel(pid int32) string {
+	return fmt.Sprintf("%s_%d", p.channel, pid)
 }
 
 func (p *pgLocker) String() string {
@@ -105,7 +135,7 @@ func (p *pgLocker) connect(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		p.conn, p.listening, p.fresh, p.settings, p.pooled, p.probing = conn, false, true, nil, false, probing
+		p.conn, p.listening, p.queued, p.fresh, p.settings, p.pooled, p.probing = conn, false, false, true, nil, false, probing
 		return nil
 	})
 }
@@ -202,21 +232,25 @@ func (p *pgLocker) lock(ctx context.Context) error {
 		if got.ok {
 			return p.acquired(ctx, got, firstAfterLoss)
 		}
-		if p.opts.Mode == ModeSession && !p.listening {
-			// LISTEN, then try again at once: a release between the
-			// failed try and the LISTEN sent a NOTIFY nobody heard.
-			if err := p.exec(ctx, "LISTEN "+p.channel); err != nil {
+		if p.opts.Mode == ModeSession && !p.queued {
+			// Join the queue, then try again at once: a release between
+			// the failed try and joining woke somebody else.
+			first := !p.listening
+			if err := p.enqueue(ctx, got.pid); err != nil {
 				if ctx.Err() != nil {
 					p.close()
 					return ctxErr(ctx)
 				}
-				if err := p.dropBroken(fmt.Errorf("listen: %w", err)); err != nil {
+				if err := p.dropBroken(fmt.Errorf("join the queue: %w", err)); err != nil {
 					return err
 				}
 				continue
 			}
-			p.listening = true
-			continue
+			if first || p.queued {
+				continue
+			}
+			// Not queued (a release was looking at the queue that very
+			// instant): wait for the poll, and join at the next round.
 		}
 		p.report.held(ctx, p.describe)
 		if err := p.waitTurn(ctx, min(poll.Next(), p.report.untilNext())); err != nil {
@@ -244,6 +278,32 @@ func (p *pgLocker) describe(ctx context.Context) (holder, bool, error) {
 		p.budget.answered(time.Now())
 	}
 	return h, found, err
+}
+
+// enqueue makes this session a waiter a release can wake: it listens
+// on its own channel and holds the queue's shared lock, by which a
+// release finds it (wakeNext). Neither holds a transaction or a
+// snapshot. pid is the server session's, as the try saw it.
+func (p *pgLocker) enqueue(ctx context.Context, pid int32) error {
+	var sql strings.Builder
+	if !p.listening {
+		sql.WriteString("LISTEN " + p.waiterChannel(pid) + ";\n")
+	}
+	fmt.Fprintf(&sql, "SELECT pg_try_advisory_lock_shared(%d, %d)", p.q1, p.q2)
+	sctx, cancel, err := p.budget.statement(ctx, 0)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	results, err := p.conn.PgConn().Exec(sctx, sql.String()).ReadAll()
+	if err != nil {
+		return err
+	}
+	p.budget.answered(time.Now())
+	p.listening = true
+	last := results[len(results)-1]
+	p.queued = len(last.Rows) == 1 && string(last.Rows[0][0]) == "t"
+	return nil
 }
 
 // tryResult is what one attempt found.
@@ -686,20 +746,50 @@ func (p *pgLocker) Unlock(ctx context.Context) error {
 		}
 		return nil
 	}
-	// Unlock and wake the waiters; the NOTIFY is delivered when this
-	// statement commits, after the unlock.
-	var released bool
-	err := p.conn.QueryRow(ctx, "SELECT pg_advisory_unlock($1, $2), pg_notify($3, '')::text",
-		p.k1, p.k2, p.channel).Scan(&released, new(string))
+	// Unlock, then see whether anyone waits: the queue's lock, taken
+	// exclusively, is free of waiters (this session's own shared hold,
+	// from when it waited, does not count). Only then is pg_locks read
+	// (wakeNext): in a new backend that costs milliseconds, which an
+	// uncontended run does without.
+	results, err := p.conn.PgConn().Exec(ctx, fmt.Sprintf(
+		"SELECT pg_advisory_unlock(%d, %d);\n"+
+			"SELECT CASE WHEN pg_try_advisory_lock(%d, %d) THEN pg_advisory_unlock(%d, %d) END",
+		p.k1, p.k2, p.q1, p.q2, p.q1, p.q2)).ReadAll()
 	if err != nil {
 		return fmt.Errorf("release %s: %s", p.String(), dbconn.LastLine(err))
 	}
-	if !released {
+	if len(results) != 2 || len(results[0].Rows) != 1 || len(results[1].Rows) != 1 {
+		return fmt.Errorf("release %s: unexpected answer", p.String())
+	}
+	if string(results[0].Rows[0][0]) != "t" {
 		// Closing the connection frees it, unless a pooler keeps the
 		// server session that holds it.
 		return fmt.Errorf("release %s: this database session did not hold it: %w", p.String(), errPooled)
 	}
+	if results[1].Rows[0][0] == nil {
+		p.wakeNext(ctx)
+	}
 	return nil
+}
+
+// wakeNext wakes the runners that have waited longest (by their
+// connection's age: pg_stat_get_activity for the waiters alone costs half
+// of what the pg_stat_activity view does), wakeAtRelease of them, rather than every waiter: a
+// herd of tries at each release would compete with the next command's
+// start for the database's and the runners' CPUs. The lock is already
+// free; a waiter that joined the queue after this looks finds it so on
+// its next try, since it tries once more after joining.
+func (p *pgLocker) wakeNext(ctx context.Context) {
+	_, err := p.conn.Exec(ctx, fmt.Sprintf(`SELECT pg_notify('%s_' || w.pid, '') FROM (
+		SELECT l.pid FROM pg_locks l
+		WHERE l.locktype = 'advisory' AND l.classid = %d::oid AND l.objid = %d::oid AND l.objsubid = 2
+		  AND l.mode = 'ShareLock' AND l.granted AND l.pid <> pg_backend_pid()
+		ORDER BY (SELECT backend_start FROM pg_stat_get_activity(l.pid)) NULLS LAST, l.pid
+		LIMIT %d) w`, p.channel, uint32(p.q1), uint32(p.q2), wakeAtRelease))
+	if err != nil {
+		p.opts.Logger.Warn("released the lock, but could not wake the next runner; it finds the lock free within "+pollInterval.String(),
+			"lock", p.String(), "err", dbconn.LastLine(err))
+	}
 }
 
 // unconfirmedWhy says why a lock is released by closing.
