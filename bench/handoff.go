@@ -126,14 +126,17 @@ func handoffNotes(pg, my *handoffStats, rows []row) []string {
 		"reaping it, the unlock round trip, waking the next waiter and its lock round trips, and starting the next command "+
 		"(fork, exec and, for the helper, about a millisecond of Go start-up). MariaDB grants GET_LOCK to exactly one blocked "+
 		"waiter inside the server: its wake-up takes %s (p50). PostgreSQL has no blocking lock call that holds no snapshot, so "+
-		"migrun's waiters wait for a NOTIFY, which wakes all of them: every remaining waiter then tries, a round trip with a "+
-		"pg_locks read on its own backend, and on this two-CPU machine that herd competes with the releasing runner's "+
-		"disconnect and the next command's start. PostgreSQL's wake-up is %s (p50) / %s (p99) and its command start %s (p50) "+
-		"against MariaDB's %s; its releasing side %s against %s.",
+		"migrun's waiters queue (a shared advisory lock each) and wait for a NOTIFY on a channel of their own: a release "+
+		"unlocks, finds the queue's two longest-waiting runners in pg_locks and notifies them, and those two try, a round "+
+		"trip each. PostgreSQL signals every listening backend of the database at a NOTIFY, whatever its channel, but only "+
+		"the two woken runners come back with a try. PostgreSQL's wake-up is %s (p50) / %s (p99) and its command start %s (p50) "+
+		"against MariaDB's %s; its releasing side (the unlock, and the queue read and notification when runners wait) %s "+
+		"against %s.",
 		p50(my.wake), p50(pg.wake), p99(pg.wake), p50(pg.exec), p50(my.exec), p50(pg.release), p50(my.release))}
-	notes = append(notes, fmt.Sprintf("**Waiters' CPU.** PostgreSQL waiters are woken by the holder's NOTIFY; they also poll "+
-		"every 2 s, the fallback for a holder that dies without sending one (PostgreSQL frees its lock, but nobody "+
-		"notifies): median %s per second in the first second of waiting (the LISTEN and the immediate second try), %s "+
+	notes = append(notes, fmt.Sprintf("**Waiters' CPU.** PostgreSQL waiters are woken by the release when their turn comes; "+
+		"they also poll every 2 s, the fallback for a holder that dies without waking anyone (PostgreSQL frees its lock, "+
+		"but nobody notifies): median %s per second in the first second of waiting (joining the queue and the immediate "+
+		"second try), %s "+
 		"per second later. MariaDB waiters sit in GET_LOCK, re-issued every 5 s (%s per second).",
 		perSec(pg.waitCPU1), perSec(pg.waitCPU2), perSec(my.waitCPU)))
 	var cpuMissed, handoffMissed bool
@@ -147,8 +150,9 @@ func handoffNotes(pg, my *handoffStats, rows []row) []string {
 		notes = append(notes, "What remains of a waiter's CPU is the Go runtime's own timers and the 2 s poll.")
 	}
 	if handoffMissed {
-		notes = append(notes, "The PostgreSQL hand-off misses its bound through the herd above: only waking one waiter per "+
-			"release (a queue: a channel per waiter, the holder notifying the longest-waiting one) would remove it.")
+		notes = append(notes, fmt.Sprintf("The PostgreSQL hand-off misses its bound by the round trips MariaDB does without: "+
+			"the release's unlock and queue read (%s p50 on the releasing side) and the woken runner's try, each a wake-up of a "+
+			"client and a backend on the same CPUs as the next command's start.", p50(pg.release)))
 	}
 	return notes
 }

@@ -135,7 +135,9 @@ func run(opts options) (err error) {
 	add("throughput", func() *section { return benchThroughput(ctx, t, srv, opts.throughputs) })
 	add("passthrough", func() *section { return benchPassthrough(ctx, t, opts.passes, opts.passBytes) })
 	add("pending", func() *section { return benchPending(ctx, t, srv, opts.rails, opts.migrations) })
-	add("footprint", func() *section { return benchFootprint(ctx, t, srv, opts.rounds) })
+	// Start-up runs take milliseconds, and the difference it judges is a
+	// fraction of one: five times the rounds, to resolve it.
+	add("footprint", func() *section { return benchFootprint(ctx, t, srv, 5*opts.rounds) })
 	add("podstart", func() *section { return benchPodStart(ctx, t, srv, opts.podStarts) })
 	if err := ctx.Err(); err != nil {
 		return err

@@ -119,7 +119,7 @@ func benchThroughput(ctx context.Context, t *tools, srv *servers, rounds int) *s
 	s.detail = append(s.detail, "The gaps, over all rounds, and by how many runners were still waiting (the first five hand-offs of a "+
 		"round, with 19 to 15 waiting, against the last five, with 5 to 1):\n\n"+
 		table([]string{"lock", "gap p50", "gap p99", "gap max", "p50, 19–15 waiting", "p50, 5–1 waiting"}, gapRows))
-	s.notes = append(s.notes, throughputNotes(sums)...)
+	s.notes = append(s.notes, throughputNotes(sums, baseMed)...)
 	return s
 }
 
@@ -150,13 +150,16 @@ type lockSummary struct {
 
 // throughputNotes explains the misses from the figures of the run; sums
 // are PostgreSQL, MariaDB and the file lock, in that order.
-func throughputNotes(sums []lockSummary) []string {
+// bare is the median of the bare serial baseline.
+func throughputNotes(sums []lockSummary, bare time.Duration) []string {
 	ideal := throughputRunners * throughputHold
 	slack := time.Duration(float64(ideal) * throughputSlack)
 	notes := []string{fmt.Sprintf("**What bounds it.** 20 commands of 100 ms leave %s for everything else: the first runner's "+
-		"start, 19 hand-offs (each also starting the next command) and the last exit. The commands themselves already take "+
-		"a few milliseconds beyond 2000 ms (their start-up and exit inside the lock: the bare serial baseline shows the same).",
-		ms(slack))}
+		"start, 19 hand-offs (each also starting the next command) and the last exit. On this machine the 20 commands run "+
+		"one after another without any lock already take %s of it (the bare serial baseline: their fork, exec, start-up and "+
+		"exit), which leaves %s for what a lock adds: the first runner's start and connection, 19 hand-offs, and the last "+
+		"runner's exit, %s each if it were evenly spread.",
+		ms(slack), ms(bare-ideal), ms(max(ideal+slack-bare, 0)), ms(max(ideal+slack-bare, 0)/(throughputRunners+1)))}
 	my := sums[1]
 	for _, l := range sums {
 		if !l.missed {
@@ -168,14 +171,12 @@ func throughputNotes(sums []lockSummary) []string {
 			notes = append(notes, fmt.Sprintf("PostgreSQL misses it twice over. **Its first start** takes %s (MariaDB's %s; far more than "+
 				"one uncontended run's connect and lock, §1): twenty runners start and connect at once, and their Go "+
 				"start-up, the client's SCRAM key derivation and the server's backend forks (two per connection with "+
-				"sslmode=prefer against a server without TLS) all share the machine's two CPUs, the server's included. That leaves "+
-				"%s per hand-off, which even MariaDB's (p50 %s) would not meet. **Its hand-offs** (p50 %s) are longer than "+
-				"MariaDB's because each release NOTIFYs every waiting runner, and all of them try at once, a round trip with a "+
-				"pg_locks read each, on the same two CPUs as the winner and the next command's start: they shrink as the queue "+
-				"drains (p50 %s with 19 to 15 waiting, %s with 5 to 1), where MariaDB's GET_LOCK wakes exactly one waiter inside "+
-				"the server. On a real deploy the runners (Pods) and the database do not share two CPUs; here they do. Waking "+
-				"one PostgreSQL waiter per release (a queue: a channel per waiter, the holder notifying the longest-waiting one) "+
-				"would remove the herd.",
+				"sslmode=prefer against a server without TLS) all share the machine's CPUs, the server's included. That leaves "+
+				"%s per hand-off, which even MariaDB's (p50 %s) would not meet. **Its hand-offs** (p50 %s) wake the two "+
+				"longest-waiting runners, not all of them, so they hardly depend on how many wait (p50 %s with 19 to 15 waiting, "+
+				"%s with 5 to 1); they take longer than MariaDB's, whose GET_LOCK wakes one waiter inside the server, by the "+
+				"release's queue read and notification and the woken runner's try, round trips on the same CPUs as the next "+
+				"command's start. On a real deploy the runners (Pods) and the database do not share the CPUs; here they do.",
 				ms(l.firstStart), ms(my.firstStart), ms(max(budget, 0)), ms(my.gapP50), ms(l.gapP50), ms(l.early), ms(l.late)))
 		case strings.HasPrefix(l.label, "file"):
 			notes = append(notes, fmt.Sprintf("The file lock misses it by its hand-offs (p50 %s, max %s): waiters block in "+
