@@ -32,6 +32,10 @@ func runMain(ctx context.Context, args []string, environ map[string]string, stdo
 	// A closed stdout must not kill migrun (and with it the migration),
 	// from its first log line on.
 	runner.CatchSIGPIPE()
+	// The signals the run watches are set up in the background while the
+	// configuration is read; they are in place before the lock is taken.
+	signals := watchSignalsAsync()
+	defer signals.close()
 	cfg, err := parseRun(args, environ, stdout)
 	if errors.Is(err, errHelp) {
 		return 0
@@ -50,6 +54,8 @@ func runMain(ctx context.Context, args []string, environ map[string]string, stdo
 	}
 	res.Link = report.LinkTemplate(cfg.LinkTemplate).Expand(*res)
 	if err != nil {
+		// Nothing to forward signals to: they end migrun again at once.
+		signals.close()
 		msg := scrub.String(err.Error())
 		fmt.Fprintf(stderr, "migrun: %s\n", msg)
 		res.Outcome, res.Err = report.ConfigError, msg
@@ -63,7 +69,7 @@ func runMain(ctx context.Context, args []string, environ map[string]string, stdo
 
 	log := newLogger(&cfg.LogSettings, stderr, scrub)
 	r := &run{cfg: cfg, log: log, scrub: scrub, notifier: newNotifier(&cfg.NotifySettings, log),
-		environ: environ, stdout: stdout, stderr: stderr, res: res}
+		environ: environ, stdout: stdout, stderr: stderr, res: res, signals: signals}
 	if cfg.RubySync {
 		// Written while migrun starts and takes the lock; removed before
 		// migrun exits, whichever way the run ends.
@@ -93,13 +99,16 @@ type run struct {
 	stdout, stderr io.Writer
 	res            *report.Result
 	rubySync       *rubySync // nil with MIGRUN_RUBY_SYNC=false
+	signals        *signalWatch
 }
 
 // execute takes the lock, runs the command and releases the lock,
 // recording the outcome in r.res.
 func (r *run) execute(ctx context.Context) {
-	sigs, stopWatching := watchSignals()
-	defer stopWatching()
+	// Once the lock is released the run no longer forwards signals: they
+	// end migrun again (stopped in the background while the result is
+	// reported; runMain waits for that).
+	defer r.signals.stopAsync()
 
 	locker, err := lock.New(r.cfg.url, r.cfg.lockOptions(r.identity(), r.log))
 	if err != nil {
@@ -124,6 +133,8 @@ func (r *run) execute(ctx context.Context) {
 	// database sessions are probed while the lock is taken: when runners
 	// queue, neither is part of the hand-off.
 	base := r.commandEnv()
+	// From here on (the gate, the lock, the command) a signal stops the run.
+	sigs := r.signals.wait()
 
 	// With --skip-if-current, a gate that is sure nothing is pending skips
 	// the command before the lock, so Pods started together do not queue
