@@ -32,8 +32,10 @@ func runMain(ctx context.Context, args []string, environ map[string]string, stdo
 	// A closed stdout must not kill migrun (and with it the migration),
 	// from its first log line on.
 	runner.CatchSIGPIPE()
-	// The signals the run watches are set up in the background while the
-	// configuration is read; they are in place before the lock is taken.
+	// The one-time work of starting a command, and the signals the run
+	// watches, are set up in the background while the configuration is
+	// read; the signals are in place before the lock is taken.
+	runner.Prepare()
 	signals := watchSignalsAsync()
 	defer signals.close()
 	cfg, err := parseRun(args, environ, stdout)
