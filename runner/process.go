@@ -297,6 +297,24 @@ func (l *liveWriter) write(p []byte) {
 	}
 }
 
+var prepareOnce sync.Once
+
+// Prepare does, in the background, the one-time work of the first Start
+// that does not depend on the command, so that it is not on the path to
+// the command's start: os/exec checks, on its first start of a process,
+// that the kernel's pidfd calls work (it opens a pidfd of migrun, waits on
+// it, signals it, and clones a child that exits at once), and os.FindProcess
+// makes the same check. Calling it is optional; it is idempotent.
+func Prepare() {
+	prepareOnce.Do(func() {
+		go func() {
+			if p, err := os.FindProcess(os.Getpid()); err == nil {
+				_ = p.Release()
+			}
+		}()
+	})
+}
+
 var sigpipeOnce sync.Once
 
 // CatchSIGPIPE keeps a write to a closed stdout or stderr from killing

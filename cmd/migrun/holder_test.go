@@ -18,8 +18,7 @@ func TestCommandIdentity(t *testing.T) {
 			t.Fatal(err)
 		}
 		r := &run{cfg: c, environ: env, res: &report.Result{Host: host}}
-		command, cleanup := r.commandEnv()
-		cleanup()
+		command := r.commandEnv()
 		lockName := truncateName(r.identity()) // as dbconn.PostgresIdentity keeps it
 		if got := c.lockOptions(r.identity(), nil).CommandIdentity(lockName); got != command["PGAPPNAME"] {
 			t.Errorf("host %q: the waiter looks for %q, the command is named %q", host, got, command["PGAPPNAME"])

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/migrun/migrun/dburl"
+	"github.com/migrun/migrun/lock"
 	"github.com/migrun/migrun/report"
 )
 
@@ -252,4 +254,49 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestRunStoppedWhileWaiting: the signals `run` forwards are watched (set
+// up in the background since it started) by the time it says it is
+// acquiring the lock: a SIGTERM from then on stops the wait and exits 143
+// with the report, instead of killing migrun.
+func TestRunStoppedWhileWaiting(t *testing.T) {
+	dir := t.TempDir()
+	dbURL := "sqlite3:" + filepath.Join(dir, "db.sqlite3")
+	u, err := dburl.Parse(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, err := lock.New(u, lock.Options{Name: u.Database})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := held.Lock(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer held.Unlock(context.Background())
+	term := filepath.Join(dir, "termination-log")
+	cmd := exec.Command(os.Args[0], "run", "--", "true")
+	cmd.Env = append(os.Environ(), "MIGRUN_AS_MAIN=1", "DATABASE_URL="+dbURL, "MIGRUN_TERMINATION_LOG="+term)
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(stderr.String(), "acquiring lock") {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("run never started acquiring the lock:\n%s", stderr.String())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	err = cmd.Wait()
+	got, _ := os.ReadFile(term)
+	if cmd.ProcessState.ExitCode() != 143 || !strings.Contains(string(got), "SIGTERM") {
+		t.Errorf("run stopped by SIGTERM while waiting: %v (want exit 143 and a report)\ntermination log: %s\nstderr: %s", err, got, stderr.String())
+	}
 }

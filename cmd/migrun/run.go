@@ -17,7 +17,6 @@ import (
 	"github.com/migrun/migrun/internal/redact"
 	"github.com/migrun/migrun/lock"
 	"github.com/migrun/migrun/pending"
-	"github.com/migrun/migrun/rails"
 	"github.com/migrun/migrun/report"
 	"github.com/migrun/migrun/runner"
 	"github.com/migrun/migrun/sessions"
@@ -33,6 +32,12 @@ func runMain(ctx context.Context, args []string, environ map[string]string, stdo
 	// A closed stdout must not kill migrun (and with it the migration),
 	// from its first log line on.
 	runner.CatchSIGPIPE()
+	// The one-time work of starting a command, and the signals the run
+	// watches, are set up in the background while the configuration is
+	// read; the signals are in place before the lock is taken.
+	runner.Prepare()
+	signals := watchSignalsAsync()
+	defer signals.close()
 	cfg, err := parseRun(args, environ, stdout)
 	if errors.Is(err, errHelp) {
 		return 0
@@ -51,6 +56,8 @@ func runMain(ctx context.Context, args []string, environ map[string]string, stdo
 	}
 	res.Link = report.LinkTemplate(cfg.LinkTemplate).Expand(*res)
 	if err != nil {
+		// Nothing to forward signals to: they end migrun again at once.
+		signals.close()
 		msg := scrub.String(err.Error())
 		fmt.Fprintf(stderr, "migrun: %s\n", msg)
 		res.Outcome, res.Err = report.ConfigError, msg
@@ -64,7 +71,13 @@ func runMain(ctx context.Context, args []string, environ map[string]string, stdo
 
 	log := newLogger(&cfg.LogSettings, stderr, scrub)
 	r := &run{cfg: cfg, log: log, scrub: scrub, notifier: newNotifier(&cfg.NotifySettings, log),
-		environ: environ, stdout: stdout, stderr: stderr, res: res}
+		environ: environ, stdout: stdout, stderr: stderr, res: res, signals: signals}
+	if cfg.RubySync {
+		// Written while migrun starts and takes the lock; removed before
+		// migrun exits, whichever way the run ends.
+		r.rubySync = startRubySync(environ["RUBYOPT"])
+		defer r.rubySync.wait()
+	}
 	if why := cfg.lockElsewhere(environ); why != "" {
 		r.log.Warn(why)
 	}
@@ -87,13 +100,17 @@ type run struct {
 	environ        map[string]string
 	stdout, stderr io.Writer
 	res            *report.Result
+	rubySync       *rubySync // nil with MIGRUN_RUBY_SYNC=false
+	signals        *signalWatch
 }
 
 // execute takes the lock, runs the command and releases the lock,
 // recording the outcome in r.res.
 func (r *run) execute(ctx context.Context) {
-	sigs, stopWatching := watchSignals()
-	defer stopWatching()
+	// Once the lock is released the run no longer forwards signals: they
+	// end migrun again (stopped in the background while the result is
+	// reported; runMain waits for that).
+	defer r.signals.stopAsync()
 
 	locker, err := lock.New(r.cfg.url, r.cfg.lockOptions(r.identity(), r.log))
 	if err != nil {
@@ -113,11 +130,13 @@ func (r *run) execute(ctx context.Context) {
 			urls = slices.Delete(urls, i, i+1)
 		}
 	}
-	// The command's environment (and the Ruby sync file) is ready before
-	// the lock, and the routes to its database sessions are probed while
-	// the lock is taken: when runners queue, neither is part of the hand-off.
-	base, cleanup := r.commandEnv()
-	defer cleanup()
+	// The command's environment (and the Ruby sync file, written since
+	// migrun started) is ready before the lock, and the routes to its
+	// database sessions are probed while the lock is taken: when runners
+	// queue, neither is part of the hand-off.
+	base := r.commandEnv()
+	// From here on (the gate, the lock, the command) a signal stops the run.
+	sigs := r.signals.wait()
 
 	// With --skip-if-current, a gate that is sure nothing is pending skips
 	// the command before the lock, so Pods started together do not queue
@@ -157,7 +176,23 @@ func (r *run) execute(ctx context.Context) {
 	for _, note := range notes {
 		r.log.Warn(note)
 	}
+	r.addRubySync(env)
 	r.runAttempts(ctx, locker, env, sigs)
+	// No attempt follows: the sync file goes while the lock is released
+	// and the result reported.
+	r.rubySync.cleanUp()
+}
+
+// addRubySync adds the Ruby sync file to the command's RUBYOPT, when
+// asked (MIGRUN_RUBY_SYNC) and it could be written.
+func (r *run) addRubySync(env map[string]string) {
+	opt, ok, err := r.rubySync.rubyopt()
+	if err != nil {
+		r.log.Warn("cannot make Ruby output unbuffered; its output may arrive late", "err", err)
+	}
+	if ok {
+		env["RUBYOPT"] = opt
+	}
 }
 
 // sessionSettings are what the command's own database sessions are told:
@@ -429,9 +464,10 @@ func (r *run) fail(outcome report.Outcome, err error) {
 }
 
 // commandEnv is the command's environment: migrun's own, without the
-// secrets only migrun needs (the Slack webhook and token), plus, when
-// asked, a RUBYOPT that makes Ruby write its output at once.
-func (r *run) commandEnv() (map[string]string, func()) {
+// secrets only migrun needs (the Slack webhook and token). The RUBYOPT
+// that makes Ruby write its output at once is added when the command is
+// about to start (addRubySync).
+func (r *run) commandEnv() map[string]string {
 	environ := withoutSecrets(r.environ, r.cfg.parsed.settings)
 	// The migration's own sessions say whose they are too, where the
 	// client reads it from the environment (libpq: PGAPPNAME); the app's
@@ -439,16 +475,7 @@ func (r *run) commandEnv() (map[string]string, func()) {
 	if environ["PGAPPNAME"] == "" {
 		environ["PGAPPNAME"] = truncateName(fmt.Sprintf("migrun command %s %d", r.res.Host, os.Getpid()))
 	}
-	cleanup := func() {}
-	if r.cfg.RubySync {
-		opt, remove, err := rails.SyncOutput(environ["RUBYOPT"])
-		if err != nil {
-			r.log.Warn("cannot make Ruby output unbuffered; its output may arrive late", "err", err)
-		} else {
-			environ["RUBYOPT"], cleanup = opt, remove
-		}
-	}
-	return environ, cleanup
+	return environ
 }
 
 func (r *run) logOutcome() {

@@ -6,13 +6,17 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/migrun/migrun/dburl"
 	"github.com/migrun/migrun/internal/redact"
+	"github.com/migrun/migrun/lock"
 	"github.com/migrun/migrun/report"
 	"github.com/migrun/migrun/runner"
 )
@@ -93,5 +97,70 @@ func TestRecord(t *testing.T) {
 		if r.res.Outcome != tt.want || r.res.ExitStatus() != tt.wantStatus {
 			t.Errorf("record(%+v, stopped %v): %q %d, want %q %d", tt.out, tt.stopped, r.res.Outcome, r.res.ExitStatus(), tt.want, tt.wantStatus)
 		}
+	}
+}
+
+// TestRubySyncFile: the Ruby sync file, written in the background while
+// migrun starts, is in the command's RUBYOPT and in place when the
+// command starts, and is gone when migrun returns, also when no command
+// ran; with MIGRUN_RUBY_SYNC=false there is none.
+func TestRubySyncFile(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp) // where rails.SyncOutput writes it
+	dir := t.TempDir()
+	env := map[string]string{
+		"DATABASE_URL": "sqlite3:" + filepath.Join(dir, "db.sqlite3"),
+		"PATH":         os.Getenv("PATH"),
+		"RUBYOPT":      "-W0",
+	}
+	leftover := func() []string {
+		t.Helper()
+		m, err := filepath.Glob(filepath.Join(tmp, "migrun-sync-*"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	// The command shows its RUBYOPT, then the file that it names.
+	show := `echo "RUBYOPT=$RUBYOPT"; f=${RUBYOPT##*-r}; if [ "$f" != "$RUBYOPT" ]; then cat "$f"; fi`
+	res := runMainWith(t, env, "run", "--", "sh", "-c", show)
+	if res.status != 0 {
+		t.Fatalf("status %d\nstdout: %s\nstderr: %s", res.status, res.stdout, res.stderr)
+	}
+	if !strings.Contains(res.stdout, "RUBYOPT=-W0 -r"+tmp+"/migrun-sync-") || !strings.Contains(res.stdout, "$stdout.sync = true") {
+		t.Errorf("the command did not find the sync file in its RUBYOPT (kept after the app's own):\n%s", res.stdout)
+	}
+	if m := leftover(); len(m) > 0 {
+		t.Errorf("the sync file is still there after migrun returned: %v", m)
+	}
+
+	off := maps.Clone(env)
+	off["MIGRUN_RUBY_SYNC"] = "false"
+	res = runMainWith(t, off, "run", "--", "sh", "-c", show)
+	if res.status != 0 || !strings.Contains(res.stdout, "RUBYOPT=-W0\n") || strings.Contains(res.stdout, "sync") {
+		t.Errorf("MIGRUN_RUBY_SYNC=false: status %d, want RUBYOPT left as it was:\n%s", res.status, res.stdout)
+	}
+
+	// No command runs (the lock is held elsewhere): the file goes too.
+	u, err := dburl.Parse(env["DATABASE_URL"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, err := lock.New(u, lock.Options{Name: u.Database})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := held.Lock(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer held.Unlock(context.Background())
+	timeout := maps.Clone(env)
+	timeout["MIGRUN_LOCK_TIMEOUT"] = "10ms"
+	res = runMainWith(t, timeout, "run", "--", "sh", "-c", show)
+	if res.status != report.ExitTempFail || strings.Contains(res.stdout, "RUBYOPT") {
+		t.Errorf("with the lock held elsewhere: status %d, want %d and no command run\nstdout: %s\nstderr: %s", res.status, report.ExitTempFail, res.stdout, res.stderr)
+	}
+	if m := leftover(); len(m) > 0 {
+		t.Errorf("the sync file is still there after a run that started no command: %v", m)
 	}
 }
