@@ -483,7 +483,7 @@ func envList(environ map[string]string) []string {
 // through the secret scrubber. Durations are seconds (a number, to the
 // millisecond) in both formats, so log pipelines read one unit.
 func newLogger(l *LogSettings, w io.Writer, scrub *redact.Scrubber) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: l.LogLevel.level(), ReplaceAttr: durationsInSeconds}
+	opts := &slog.HandlerOptions{Level: l.LogLevel.level(), ReplaceAttr: logValues}
 	var h slog.Handler = slog.NewTextHandler(w, opts)
 	if l.LogFormat == "json" {
 		h = slog.NewJSONHandler(w, opts)
@@ -491,7 +491,16 @@ func newLogger(l *LogSettings, w io.Writer, scrub *redact.Scrubber) *slog.Logger
 	return slog.New(scrub.Handler(h))
 }
 
-func durationsInSeconds(_ []string, a slog.Attr) slog.Attr {
+// logValues writes durations in seconds, and a line's time in UTC, as
+// Kubernetes' own logs and the Slack message's time: the same instant reads
+// the same everywhere, and the first line needs no time zone file read
+// (time.Local loads /etc/localtime on first use, on the way to the
+// command's start).
+func logValues(groups []string, a slog.Attr) slog.Attr {
+	if a.Key == slog.TimeKey && len(groups) == 0 && a.Value.Kind() == slog.KindTime {
+		a.Value = slog.TimeValue(a.Value.Time().UTC())
+		return a
+	}
 	if a.Value.Kind() == slog.KindDuration {
 		a.Value = slog.Float64Value(math.Round(a.Value.Duration().Seconds()*1000) / 1000)
 	}

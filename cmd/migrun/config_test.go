@@ -1,12 +1,17 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"io"
+	"log/slog"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/migrun/migrun/internal/redact"
 )
 
 const pgURL = "postgres://app:s3cretpw@db:5432/app_production"
@@ -317,5 +322,34 @@ func TestCommandEnvironment(t *testing.T) {
 	}
 	if got["DATABASE_URL"] != pgURL || got["PATH"] != "/bin" {
 		t.Errorf("the command lost its environment: %v", got)
+	}
+}
+
+// TestLogLines: a line's time is in UTC whatever the machine's zone, and
+// durations are in seconds, in both formats.
+func TestLogLines(t *testing.T) {
+	paris, err := time.LoadLocation("Europe/Paris")
+	if err != nil {
+		t.Skip("no time zone database:", err)
+	}
+	for _, format := range []string{"text", "json"} {
+		t.Run(format, func(t *testing.T) {
+			var out strings.Builder
+			log := newLogger(&LogSettings{LogFormat: logFormat(format)}, &out, redact.New())
+			at := time.Date(2026, 12, 2, 14, 30, 0, 0, paris) // 13:30 UTC
+			r := slog.NewRecord(at, slog.LevelInfo, "lock acquired", 0)
+			r.AddAttrs(slog.Duration("waited", 1500*time.Millisecond))
+			if err := log.Handler().Handle(context.Background(), r); err != nil {
+				t.Fatal(err)
+			}
+			line := out.String()
+			// text: 2026-12-02T13:30:00.000Z; json: 2026-12-02T13:30:00Z
+			if !regexp.MustCompile(`2026-12-02T13:30:00(\.000)?Z`).MatchString(line) {
+				t.Errorf("log line %q: want its time as 13:30 UTC", line)
+			}
+			if !strings.Contains(line, "1.5") {
+				t.Errorf("log line %q: want the duration in seconds, 1.5", line)
+			}
+		})
 	}
 }
