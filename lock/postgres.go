@@ -746,19 +746,24 @@ func (p *pgLocker) Unlock(ctx context.Context) error {
 		}
 		return nil
 	}
-	// Unlock, then see whether anyone waits: the queue's lock, taken
-	// exclusively, is free of waiters (this session's own shared hold,
-	// from when it waited, does not count). Only then is pg_locks read
-	// (wakeNext): in a new backend that costs milliseconds, which an
-	// uncontended run does without.
-	results, err := p.conn.PgConn().Exec(ctx, fmt.Sprintf(
-		"SELECT pg_advisory_unlock(%d, %d);\n"+
-			"SELECT CASE WHEN pg_try_advisory_lock(%d, %d) THEN pg_advisory_unlock(%d, %d) END",
-		p.k1, p.k2, p.q1, p.q2, p.q1, p.q2)).ReadAll()
-	if err != nil {
+	// Unlock, and wake the next runners (wakeSQL). A runner that waited
+	// itself does both in one message: others most likely wait too, and
+	// its backend has read pg_locks before (the holder's description).
+	// Otherwise it first sees whether anyone waits: the queue's lock,
+	// taken exclusively, is free of waiters. Only then is pg_locks read,
+	// which in a new backend costs milliseconds an uncontended run does
+	// without.
+	sql := fmt.Sprintf("SELECT pg_advisory_unlock(%d, %d);\n", p.k1, p.k2)
+	if p.queued {
+		sql += p.wakeSQL()
+	} else {
+		sql += fmt.Sprintf("SELECT CASE WHEN pg_try_advisory_lock(%[1]d, %[2]d) THEN pg_advisory_unlock(%[1]d, %[2]d) END", p.q1, p.q2)
+	}
+	results, err := p.conn.PgConn().Exec(ctx, sql).ReadAll()
+	if err != nil && (len(results) == 0 || results[0].Err != nil) {
 		return fmt.Errorf("release %s: %s", p.String(), dbconn.LastLine(err))
 	}
-	if len(results) != 2 || len(results[0].Rows) != 1 || len(results[1].Rows) != 1 {
+	if len(results[0].Rows) != 1 {
 		return fmt.Errorf("release %s: unexpected answer", p.String())
 	}
 	if string(results[0].Rows[0][0]) != "t" {
@@ -766,30 +771,37 @@ func (p *pgLocker) Unlock(ctx context.Context) error {
 		// server session that holds it.
 		return fmt.Errorf("release %s: this database session did not hold it: %w", p.String(), errPooled)
 	}
-	if results[1].Rows[0][0] == nil {
-		p.wakeNext(ctx)
+	switch {
+	case err != nil:
+		p.wakeFailed(err) // unlocked, but the waking statement failed
+	case !p.queued && len(results) == 2 && len(results[1].Rows) == 1 && results[1].Rows[0][0] == nil:
+		if _, err := p.conn.Exec(ctx, p.wakeSQL()); err != nil {
+			p.wakeFailed(err)
+		}
 	}
 	return nil
 }
 
-// wakeNext wakes the runners that have waited longest (by their
+// wakeSQL wakes the runners that have waited longest (by their
 // connection's age: pg_stat_get_activity for the waiters alone costs half
-// of what the pg_stat_activity view does), wakeAtRelease of them, rather than every waiter: a
-// herd of tries at each release would compete with the next command's
-// start for the database's and the runners' CPUs. The lock is already
-// free; a waiter that joined the queue after this looks finds it so on
-// its next try, since it tries once more after joining.
-func (p *pgLocker) wakeNext(ctx context.Context) {
-	_, err := p.conn.Exec(ctx, fmt.Sprintf(`SELECT pg_notify('%s_' || w.pid, '') FROM (
+// of what the pg_stat_activity view does), wakeAtRelease of them, rather
+// than every waiter: a herd of tries at each release would compete with
+// the next command's start for the database's and the runners' CPUs. It
+// runs after the unlock; a waiter that joins the queue after it looked
+// finds the lock free, since a waiter tries once more after joining.
+func (p *pgLocker) wakeSQL() string {
+	return fmt.Sprintf(`SELECT pg_notify('%s_' || w.pid, '') FROM (
 		SELECT l.pid FROM pg_locks l
 		WHERE l.locktype = 'advisory' AND l.classid = %d::oid AND l.objid = %d::oid AND l.objsubid = 2
 		  AND l.mode = 'ShareLock' AND l.granted AND l.pid <> pg_backend_pid()
 		ORDER BY (SELECT backend_start FROM pg_stat_get_activity(l.pid)) NULLS LAST, l.pid
-		LIMIT %d) w`, p.channel, uint32(p.q1), uint32(p.q2), wakeAtRelease))
-	if err != nil {
-		p.opts.Logger.Warn("released the lock, but could not wake the next runner; it finds the lock free within "+pollInterval.String(),
-			"lock", p.String(), "err", dbconn.LastLine(err))
-	}
+		LIMIT %d) w`, p.channel, uint32(p.q1), uint32(p.q2), wakeAtRelease)
+}
+
+// wakeFailed says that the lock was released but nobody woken.
+func (p *pgLocker) wakeFailed(err error) {
+	p.opts.Logger.Warn("released the lock, but could not wake the next runner; it finds the lock free within "+pollInterval.String(),
+		"lock", p.String(), "err", dbconn.LastLine(err))
 }
 
 // unconfirmedWhy says why a lock is released by closing.
