@@ -50,7 +50,7 @@ func main() {
 	flag.StringVar(&opts.migrun, "migrun", "", "the migrun binary to measure (default: built here as `make build` builds it)")
 	flag.StringVar(&opts.out, "out", "", "write the results to this markdown file (e.g. BENCHMARKS.md)")
 	flag.StringVar(&only, "only", "", "comma-separated benchmarks to run: "+strings.Join(benchmarks, ","))
-	flag.IntVar(&opts.rounds, "rounds", 60, "overhead and start-up: runs of each variant")
+	flag.IntVar(&opts.rounds, "rounds", 150, "overhead: runs of each variant (start-up: five times as many)")
 	flag.IntVar(&opts.handoffs, "handoffs", 10, "hand-off: rounds of one holder and 10 waiters, per database")
 	flag.IntVar(&opts.throughputs, "throughput-rounds", 3, "throughput: rounds of 20 runners, per lock")
 	flag.IntVar(&opts.passes, "passes", 5, "pass-through: runs of each variant")

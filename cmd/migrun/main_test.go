@@ -263,18 +263,7 @@ func (s *syncBuffer) String() string {
 func TestRunStoppedWhileWaiting(t *testing.T) {
 	dir := t.TempDir()
 	dbURL := "sqlite3:" + filepath.Join(dir, "db.sqlite3")
-	u, err := dburl.Parse(dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	held, err := lock.New(u, lock.Options{Name: u.Database})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := held.Lock(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer held.Unlock(context.Background())
+	holdLock(t, dbURL)
 	term := filepath.Join(dir, "termination-log")
 	cmd := exec.Command(os.Args[0], "run", "--", "true")
 	cmd.Env = append(os.Environ(), "MIGRUN_AS_MAIN=1", "DATABASE_URL="+dbURL, "MIGRUN_TERMINATION_LOG="+term)
@@ -294,9 +283,27 @@ func TestRunStoppedWhileWaiting(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	err = cmd.Wait()
+	err := cmd.Wait()
 	got, _ := os.ReadFile(term)
 	if cmd.ProcessState.ExitCode() != 143 || !strings.Contains(string(got), "SIGTERM") {
 		t.Errorf("run stopped by SIGTERM while waiting: %v (want exit 143 and a report)\ntermination log: %s\nstderr: %s", err, got, stderr.String())
 	}
+}
+
+// holdLock takes the lock `run` takes for the database at dbURL, as
+// another runner would, until the test ends.
+func holdLock(t *testing.T, dbURL string) {
+	t.Helper()
+	u, err := dburl.Parse(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, err := lock.New(u, lock.Options{Name: u.Database})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := held.Lock(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { held.Unlock(context.Background()) })
 }

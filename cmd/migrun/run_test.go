@@ -14,9 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/migrun/migrun/dburl"
 	"github.com/migrun/migrun/internal/redact"
-	"github.com/migrun/migrun/lock"
 	"github.com/migrun/migrun/report"
 	"github.com/migrun/migrun/runner"
 )
@@ -142,18 +140,7 @@ func TestRubySyncFile(t *testing.T) {
 	}
 
 	// No command runs (the lock is held elsewhere): the file goes too.
-	u, err := dburl.Parse(env["DATABASE_URL"])
-	if err != nil {
-		t.Fatal(err)
-	}
-	held, err := lock.New(u, lock.Options{Name: u.Database})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := held.Lock(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer held.Unlock(context.Background())
+	holdLock(t, env["DATABASE_URL"])
 	timeout := maps.Clone(env)
 	timeout["MIGRUN_LOCK_TIMEOUT"] = "10ms"
 	res = runMainWith(t, timeout, "run", "--", "sh", "-c", show)
