@@ -32,7 +32,7 @@ type pgLocker struct {
 	// notifies now: they find the lock free by their poll.)
 	channel string
 	// q1, q2: the key of the queue, a shared advisory lock every
-	// session-mode waiter holds while it waits (see wakeNext).
+	// session-mode waiter holds while it waits (see wakeSQL).
 	q1, q2 int32
 	conn   *pgx.Conn
 	held   bool
@@ -70,7 +70,7 @@ type pgLocker struct {
 }
 
 // pollInterval bounds how long a session-mode waiter relies on being
-// woken: a release wakes the two longest-waiting runners at once (wakeNext),
+// woken: a release wakes the two longest-waiting runners at once (wakeSQL),
 // but a holder that dies frees the lock without waking anyone, and a
 // waiter further back in the queue is woken only when its turn comes.
 const pollInterval = 2 * time.Second
@@ -282,7 +282,7 @@ func (p *pgLocker) describe(ctx context.Context) (holder, bool, error) {
 
 // enqueue makes this session a waiter a release can wake: it listens
 // on its own channel and holds the queue's shared lock, by which a
-// release finds it (wakeNext). Neither holds a transaction or a
+// release finds it (wakeSQL). Neither holds a transaction or a
 // snapshot. pid is the server session's, as the try saw it.
 func (p *pgLocker) enqueue(ctx context.Context, pid int32) error {
 	var sql strings.Builder
@@ -763,7 +763,7 @@ func (p *pgLocker) Unlock(ctx context.Context) error {
 	if err != nil && (len(results) == 0 || results[0].Err != nil) {
 		return fmt.Errorf("release %s: %s", p.String(), dbconn.LastLine(err))
 	}
-	if len(results[0].Rows) != 1 {
+	if len(results) == 0 || len(results[0].Rows) != 1 {
 		return fmt.Errorf("release %s: unexpected answer", p.String())
 	}
 	if string(results[0].Rows[0][0]) != "t" {
