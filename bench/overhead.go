@@ -72,9 +72,14 @@ func benchOverhead(ctx context.Context, t *tools, srv *servers, rounds int) *sec
 		phases[i] = map[string][]time.Duration{}
 	}
 	// One warm-up round, then rounds that run every variant in turn, so a
-	// machine that slows down or speeds up affects them all alike.
+	// machine that slows down or speeds up affects them all alike. Each
+	// round starts one variant further on: a process runs measurably
+	// slower after a large one than after a small one (caches, the TLB),
+	// and in a fixed order each variant would always follow the same one.
 	for round := -1; round < rounds; round++ {
-		for i, v := range variants {
+		for k := range variants {
+			i := (k + max(round, 0)) % len(variants)
+			v := variants[i]
 			o, err := t.run(v.inv)
 			if err != nil {
 				s.err = err
@@ -103,7 +108,8 @@ func benchOverhead(ctx context.Context, t *tools, srv *servers, rounds int) *sec
 
 	base := med(0)
 	s.method = fmt.Sprintf("Each variant runs %d times (after one warm-up round), interleaved: "+
-		"round after round, every variant once, so drift on a shared machine hits all alike. "+
+		"round after round, every variant once, so drift on a shared machine hits all alike, each round starting one "+
+		"variant further on, so that no variant always runs after the same one (a process runs slower after a large one). "+
 		"The time is the wall time from fork to wait4 of the whole process, as the benchmark program sees it. "+
 		"Added = median(migrun) − median(`true` bare). **The limit** is a minimal static Go program built by the benchmark "+
 		"(bench/limit) from the same libraries and connection settings as migrun (pgx and dbconn.PostgresConfig, so the "+
