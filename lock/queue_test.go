@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +14,8 @@ import (
 // runners that have waited longest, not every waiter, and the lock goes
 // to one of them. The longest-waiting one here is frozen (a session that
 // joined the queue and never acts): the second one woken takes the lock.
+// Only that one is a real runner, so nothing but its wake-up (or its own
+// poll) can give it the lock; the others only show who is woken.
 func TestPostgresReleaseWakesTheLongestWaiting(t *testing.T) {
 	srv := testdb.Postgres(t)
 	db, raw := srv.CreateDatabase(t)
@@ -60,37 +61,34 @@ func TestPostgresReleaseWakesTheLongestWaiting(t *testing.T) {
 		}
 	}
 
-	// The frozen one: in the queue, listening on its channel, never trying.
-	frozen := connectPG(t, raw)
-	var frozenPID int32
-	if err := frozen.QueryRow(context.Background(), "SELECT pg_backend_pid()").Scan(&frozenPID); err != nil {
-		t.Fatal(err)
+	// A session in the queue, listening on its channel, that never tries:
+	// the frozen runner, and the runners queued later, between their polls.
+	queue := func() {
+		c := connectPG(t, raw)
+		var pid int32
+		if err := c.QueryRow(context.Background(), "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Exec(context.Background(), fmt.Sprintf("LISTEN %s; SELECT pg_advisory_lock_shared(%d, %d)",
+			holder.waiterChannel(pid), holder.q1, holder.q2)); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if _, err := frozen.Exec(context.Background(), fmt.Sprintf("LISTEN %s; SELECT pg_advisory_lock_shared(%d, %d)",
-		holder.waiterChannel(frozenPID), holder.q1, holder.q2)); err != nil {
-		t.Fatal(err)
-	}
+	// In the order they queue (by connection age): the frozen runner,
+	// waiter 1 (a real one), waiters 2 and 3.
+	queue()
 	waitQueued(1)
-
-	// Three real waiters, one after another, so that they queue in order.
 	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	got := make(chan int, 3)
-	for i := 1; i <= 3; i++ {
-		w := newLocker(t, u, ModeSession, db)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if w.Lock(ctx) == nil {
-				got <- i
-			}
-		}()
-		waitQueued(i + 1)
-	}
-	// Cleanups run last in, first out: the waiters' Lock returns before
-	// their Unlock cleanups, also when the test fails half-way.
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	pids := queued()
+	w := newLocker(t, u, ModeSession, db)
+	got := make(chan error, 1)
+	go func() { got <- w.Lock(ctx) }()
+	// Cleanups run last in, first out: the waiter's Lock returns before
+	// its Unlock cleanup, also when the test fails half-way.
+	t.Cleanup(func() { cancel(); <-got })
+	waitQueued(2)
+	queue()
+	queue()
+	pids := waitQueued(4)
 
 	// A listener on every waiter's channel sees who is woken; and on the
 	// key's own, which nobody listens on now: notifying it would wake
@@ -99,7 +97,7 @@ func TestPostgresReleaseWakesTheLongestWaiting(t *testing.T) {
 	channels := map[string]string{holder.channel: "the key's channel"}
 	for i, pid := range pids {
 		name := fmt.Sprintf("waiter %d", i)
-		if int32(pid) == frozenPID {
+		if i == 0 {
 			name = "the frozen waiter"
 		}
 		channels[holder.waiterChannel(int32(pid))] = name
@@ -140,11 +138,12 @@ func TestPostgresReleaseWakesTheLongestWaiting(t *testing.T) {
 		t.Errorf("the release woke %q, want %q", woken, want)
 	}
 	select {
-	case i := <-got:
-		if i != 1 {
-			t.Errorf("waiter %d took the lock, want waiter 1 (the one woken besides the frozen one)", i)
+	case err := <-got:
+		got <- err // for the cleanup
+		if err != nil {
+			t.Errorf("waiter 1 (woken with the frozen one) did not take the lock: %v", err)
 		}
 	case <-time.After(time.Minute):
-		t.Fatal("no waiter took the lock")
+		t.Fatal("waiter 1 did not take the lock")
 	}
 }
