@@ -328,10 +328,7 @@ func TestCommandEnvironment(t *testing.T) {
 // TestLogLines: a line's time is in UTC whatever the machine's zone, and
 // durations are in seconds, in both formats.
 func TestLogLines(t *testing.T) {
-	paris, err := time.LoadLocation("Europe/Paris")
-	if err != nil {
-		t.Skip("no time zone database:", err)
-	}
+	paris := time.FixedZone("CET", 3600)
 	for _, format := range []string{"text", "json"} {
 		t.Run(format, func(t *testing.T) {
 			var out strings.Builder
