@@ -18,6 +18,7 @@ import (
 var version = ""
 
 func main() {
+	exitsAfterMain = true
 	os.Exit(Main(context.Background(), os.Args[1:], environMap(os.Environ()), os.Stdout, os.Stderr))
 }
 

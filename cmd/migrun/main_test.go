@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -24,7 +25,7 @@ import (
 // can run it as a process of its own (signal dispositions are per process).
 func TestMain(m *testing.M) {
 	if os.Getenv("MIGRUN_AS_MAIN") == "1" {
-		os.Exit(Main(context.Background(), os.Args[1:], environMap(os.Environ()), os.Stdout, os.Stderr))
+		main()
 	}
 	os.Exit(m.Run())
 }
@@ -130,6 +131,55 @@ func TestRunEndToEnd(t *testing.T) {
 	res := runMainWith(t, env, "run", "--", "no-such-command-migrun")
 	if res.status != 127 {
 		t.Errorf("a missing command: status %d, want 127", res.status)
+	}
+}
+
+// TestClosedOutputDoesNotKill: with stdout and stderr closed by their
+// reader (a log collector gone), migrun's writes must not kill it with
+// SIGPIPE: SIGPIPE is caught in the background (signalWatch), and
+// migrun's own writes wait for it (the help, printed at once, is the
+// first of them). The run still ends with the command's status and its
+// termination log, and a configuration error with its own status.
+func TestClosedOutputDoesNotKill(t *testing.T) {
+	term := filepath.Join(t.TempDir(), "termination-log")
+	command := []string{"--", "sh", "-c", "echo out; echo err >&2; exit 3"}
+	tests := []struct {
+		name       string
+		args       []string
+		env        string
+		wantStatus int
+		wantTerm   string
+	}{
+		{"help", []string{"--help"}, "", 0, ""},
+		{"command fails", command, "", 3, "failed (exit 3)"},
+		{"configuration error", command, "MIGRUN_LOCK_TIMEOUT=soon", report.ExitUsage, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// Several runs: the first write races the handler's setup.
+			for range 5 {
+				os.Remove(term)
+				r, w, err := os.Pipe()
+				if err != nil {
+					t.Fatal(err)
+				}
+				r.Close()
+				cmd := exec.Command(os.Args[0], append([]string{"run"}, tt.args...)...)
+				cmd.Env = append(os.Environ(), "MIGRUN_AS_MAIN=1", "MIGRUN_LOCK_MODE=none", "MIGRUN_RUBY_SYNC=false",
+					"MIGRUN_TERMINATION_LOG="+term, tt.env)
+				cmd.Stdout, cmd.Stderr = w, w
+				err = cmd.Run()
+				w.Close()
+				var exitErr *exec.ExitError
+				if err != nil && !errors.As(err, &exitErr) {
+					t.Fatal(err)
+				}
+				got, _ := os.ReadFile(term)
+				if status := cmd.ProcessState.ExitCode(); status != tt.wantStatus || !strings.Contains(string(got), tt.wantTerm) {
+					t.Fatalf("%v, termination log %q; want exit status %d, %q", cmd.ProcessState, got, tt.wantStatus, tt.wantTerm)
+				}
+			}
+		})
 	}
 }
 
