@@ -5,6 +5,7 @@ import (
 	"crypto/pbkdf2"
 	"crypto/sha256"
 	"fmt"
+	"math/rand/v2"
 	"os/exec"
 	"path/filepath"
 	"runtime"
@@ -73,12 +74,23 @@ func benchOverhead(ctx context.Context, t *tools, srv *servers, rounds int) *sec
 	}
 	// One warm-up round, then rounds that run every variant in turn, so a
 	// machine that slows down or speeds up affects them all alike. Each
-	// round starts one variant further on: a process runs measurably
-	// slower after a large one than after a small one (caches, the TLB),
-	// and in a fixed order each variant would always follow the same one.
+	// round runs them in an order of its own, shuffled (with a fixed seed,
+	// so every run of the benchmark uses the same orders): a process runs
+	// measurably slower after a large one than after a small one (caches,
+	// the TLB), and slower still while the server ends the backend of the
+	// run before, so in a fixed order, or one merely rotated, each variant
+	// would always follow the same one (migrun's PostgreSQL run followed
+	// the limit program's, and paid for its backend's exit).
+	order := make([]int, len(variants))
+	shuffle := rand.New(rand.NewPCG(16, 1))
 	for round := -1; round < rounds; round++ {
-		for k := range variants {
-			i := (k + max(round, 0)) % len(variants)
+		for i := range order {
+			order[i] = i
+		}
+		if round >= 0 {
+			shuffle.Shuffle(len(order), func(a, b int) { order[a], order[b] = order[b], order[a] })
+		}
+		for _, i := range order {
 			v := variants[i]
 			o, err := t.run(v.inv)
 			if err != nil {
@@ -108,8 +120,9 @@ func benchOverhead(ctx context.Context, t *tools, srv *servers, rounds int) *sec
 
 	base := med(0)
 	s.method = fmt.Sprintf("Each variant runs %d times (after one warm-up round), interleaved: "+
-		"round after round, every variant once, so drift on a shared machine hits all alike, each round starting one "+
-		"variant further on, so that no variant always runs after the same one (a process runs slower after a large one). "+
+		"round after round, every variant once, so drift on a shared machine hits all alike, each round in an order of its "+
+		"own (shuffled, with a fixed seed), so that no variant always runs after the same one (a process runs slower after "+
+		"a large one, and while the server ends the previous run's backend). "+
 		"The time is the wall time from fork to wait4 of the whole process, as the benchmark program sees it. "+
 		"Added = median(migrun) − median(`true` bare). **The limit** is a minimal static Go program built by the benchmark "+
 		"(bench/limit) from the same libraries and connection settings as migrun (pgx and dbconn.PostgresConfig, so the "+
