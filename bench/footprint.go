@@ -174,9 +174,8 @@ func benchFootprint(ctx context.Context, t *tools, srv *servers, rounds int) *se
 			s.err = err
 			return s
 		}
-		// On a server that started moments ago (-only footprint), migrun
-		// holds the lock through its takeover guard before running the
-		// command: until the dead-holder bound has passed since the start.
+		// The servers are older than the takeover guard (servers.settle):
+		// the holder runs its command at once.
 		if err := waitUntil(time.Minute, "the holder to run its command", func() bool { return holder.stderr.Contains("running command") }); err != nil {
 			s.err = fmt.Errorf("%s, %v; its log: %s", l.label, err, strings.TrimSpace(string(holder.stderr.Bytes())))
 			return s

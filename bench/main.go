@@ -115,6 +115,9 @@ func run(opts options) (err error) {
 	}()
 
 	m := describeMachine(ctx, srv)
+	if err := srv.settle(ctx); err != nil {
+		return err
+	}
 	var sections []*section
 	add := func(name string, f func() *section) {
 		if !opts.wants(name) || ctx.Err() != nil {

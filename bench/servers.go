@@ -8,12 +8,14 @@ import (
 	"time"
 
 	"github.com/migrun/migrun/internal/testdb"
+	"github.com/migrun/migrun/lock"
 )
 
 // servers are the throwaway database servers of one benchmark run, started
 // by the integration tests' harness (internal/testdb).
 type servers struct {
-	pg, my *testdb.Server
+	pg, my  *testdb.Server
+	started time.Time // when both were up
 }
 
 // startServers starts a PostgreSQL and a MariaDB server in parallel.
@@ -36,7 +38,30 @@ func startServers(ctx context.Context) (*servers, error) {
 		}
 		return nil, fmt.Errorf("start servers: postgresql: %v; mariadb: %v", pg.err, my.err)
 	}
-	return &servers{pg: pg.s, my: my.s}, nil
+	return &servers{pg: pg.s, my: my.s, started: time.Now()}, nil
+}
+
+// settle waits until the servers have been up for migrun's takeover guard
+// (lock.Timing.TakeoverGuard, with the default dead-holder timeout): a
+// runner that takes the lock on a server up for less holds it until then
+// before it runs its command (the server may have restarted and lost the
+// lock of a holder still running), which the first figures would count.
+func (s *servers) settle(ctx context.Context) error {
+	timing, err := lock.TimingFor(lock.Options{})
+	if err != nil {
+		return err
+	}
+	wait := time.Until(s.started.Add(timing.TakeoverGuard + time.Second))
+	if wait <= 0 {
+		return nil
+	}
+	log.Printf("waiting %s for the servers to be up longer than migrun's takeover guard (%s)", wait.Round(time.Second), timing.TakeoverGuard)
+	select {
+	case <-time.After(wait):
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func (s *servers) close() {
