@@ -45,8 +45,9 @@ type Process struct {
 // The command (the direct child: Pdeathsig reaches no further) is killed if
 // migrun dies. Its output is copied live to opts.Stdout (and, with
 // opts.SeparateStderr, its stderr to opts.Stderr) and into the bounded
-// Result.Output. Start also installs a SIGPIPE handler for
-// the whole process, so that a closed stdout cannot kill migrun.
+// Result.Output. When those may be descriptor 1 or 2, Start also installs
+// a SIGPIPE handler for the whole process (CatchSIGPIPEFor), so that a
+// closed stdout cannot kill migrun.
 func Start(argv []string, env []string, opts Options) (*Process, error) {
 	if len(argv) == 0 {
 		return nil, errors.New("start command: empty command line")
@@ -65,7 +66,7 @@ func Start(argv []string, env []string, opts Options) (*Process, error) {
 			return nil, fmt.Errorf("start %q: %w", name, err)
 		}
 	}
-	CatchSIGPIPE()
+	CatchSIGPIPEFor(opts.Stdout, opts.Stderr)
 
 	// exec is given *os.File ends, so it starts no copying goroutines of its
 	// own: the readers below own the output. By default stdout and stderr
@@ -321,12 +322,47 @@ var sigpipeOnce sync.Once
 // migrun (and, through Pdeathsig, the migration): without a handler the Go
 // runtime dies of SIGPIPE on such a write to fd 1 or 2. A handler, unlike
 // ignoring the signal, is reset by exec, so the command still gets the
-// default behaviour. Start calls it; call it earlier to cover migrun's own
-// writes before the command starts. It is idempotent.
+// default behaviour. It is idempotent; it costs a round trip to the
+// runtime's signal thread the first time.
 func CatchSIGPIPE() {
 	sigpipeOnce.Do(func() {
 		signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	})
+}
+
+// CatchSIGPIPEFor calls CatchSIGPIPE unless no write to ws can end the
+// program with SIGPIPE. The Go runtime raises it only for a write to a
+// closed pipe on descriptor 1 or 2; on any other descriptor the write
+// fails with EPIPE. Nil writers and files on other descriptors (a
+// duplicate of stdout) need no handler; any other writer may write to 1
+// or 2. Start calls it for the command's live output; call it earlier to
+// cover the program's own writes.
+func CatchSIGPIPEFor(ws ...io.Writer) {
+	for _, w := range ws {
+		if w == nil || !standardStream(w) {
+			continue
+		}
+		CatchSIGPIPE()
+		return
+	}
+}
+
+// standardStream reports whether w may write to descriptor 1 or 2:
+// anything but a file on another descriptor.
+func standardStream(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return true
+	}
+	sc, err := f.SyscallConn() // not Fd, which would make the file blocking
+	if err != nil {
+		return true
+	}
+	std := true
+	if cerr := sc.Control(func(fd uintptr) { std = fd == 1 || fd == 2 }); cerr != nil {
+		return true
+	}
+	return std
 }
 
 // Output is the output captured so far, bounded as Result.Output is: for

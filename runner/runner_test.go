@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -710,4 +711,40 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestStandardStream: only a file on a descriptor other than 1 and 2 is
+// sure not to write to them; only those need no SIGPIPE handler.
+func TestStandardStream(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	tests := []struct {
+		name string
+		w    io.Writer
+		want bool
+	}{
+		{"stdout", os.Stdout, true},
+		{"stderr", os.Stderr, true},
+		{"a pipe of its own", w, false},
+		{"a closed file", closedFile(t), true},
+		{"a buffer, which may be copied anywhere", &bytes.Buffer{}, true},
+	}
+	for _, tt := range tests {
+		if got := standardStream(tt.w); got != tt.want {
+			t.Errorf("%s: standardStream = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func closedFile(t *testing.T) *os.File {
+	f, err := os.CreateTemp(t.TempDir(), "closed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	return f
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/migrun/migrun/report"
+	"golang.org/x/sys/unix"
 )
 
 // version is stamped at build time with -ldflags "-X main.version=...".
@@ -19,7 +20,22 @@ var version = ""
 
 func main() {
 	exitsAfterMain = true
-	os.Exit(Main(context.Background(), os.Args[1:], environMap(os.Environ()), os.Stdout, os.Stderr))
+	os.Exit(Main(context.Background(), os.Args[1:], environMap(os.Environ()), ownCopy(os.Stdout), ownCopy(os.Stderr)))
+}
+
+// ownCopy is f on a descriptor of migrun's own (close-on-exec), for its
+// writes to stdout and stderr: the Go runtime ends a program with SIGPIPE
+// when a write to descriptor 1 or 2 finds the pipe closed (a log
+// collector gone), unless SIGPIPE is caught, which is a round trip to the
+// runtime's signal thread on the way to the command's start; on any other
+// descriptor the write fails with EPIPE, which migrun's writers ignore.
+// Without a copy (f is closed, or no descriptor is left) it is f.
+func ownCopy(f *os.File) *os.File {
+	fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 3)
+	if err != nil {
+		return f
+	}
+	return os.NewFile(uintptr(fd), f.Name())
 }
 
 // Main runs migrun with args (without the program name) and returns the

@@ -29,17 +29,18 @@ const unlockTimeout = 10 * time.Second
 // runMain is `migrun run`: configure, lock, run, report, exit.
 func runMain(ctx context.Context, args []string, environ map[string]string, stdout, stderr io.Writer) int {
 	started := time.Now()
+	// A closed stdout must not kill migrun (and with it the migration),
+	// from its first log line on: main gives duplicates of descriptors 1
+	// and 2, on which a closed pipe is an error, not SIGPIPE; anything
+	// else gets a SIGPIPE handler.
+	runner.CatchSIGPIPEFor(stdout, stderr)
 	// The signals the run watches, and the one-time work of starting a
 	// command, are set up in the background while the configuration is
-	// read; the signals are in place before the lock is taken. A closed
-	// stdout or stderr must not kill migrun (and with it the migration),
-	// so migrun's own writes wait until SIGPIPE is caught: the first thing
-	// the signal watch does.
+	// read; the signals are in place before the lock is taken.
 	signals := watchSignalsAsync()
 	defer signals.end()
 	runner.Prepare()
-	ownOut, ownErr := signals.pipeSafe(stdout), signals.pipeSafe(stderr)
-	cfg, err := parseRun(args, environ, ownOut)
+	cfg, err := parseRun(args, environ, stdout)
 	if errors.Is(err, errHelp) {
 		return 0
 	}
@@ -60,17 +61,17 @@ func runMain(ctx context.Context, args []string, environ map[string]string, stdo
 		// Nothing to forward signals to: they end migrun again at once.
 		signals.close()
 		msg := scrub.String(err.Error())
-		fmt.Fprintf(ownErr, "migrun: %s\n", msg)
+		fmt.Fprintf(stderr, "migrun: %s\n", msg)
 		res.Outcome, res.Err = report.ConfigError, msg
 		res.Duration = time.Since(started)
 		// Slack is told when its own settings are usable.
 		if cfg.NotifySettings.usable() {
-			newNotifier(&cfg.NotifySettings, newLogger(&cfg.LogSettings, ownErr, scrub)).finish(ctx, *res)
+			newNotifier(&cfg.NotifySettings, newLogger(&cfg.LogSettings, stderr, scrub)).finish(ctx, *res)
 		}
 		return res.ExitStatus()
 	}
 
-	log := newLogger(&cfg.LogSettings, ownErr, scrub)
+	log := newLogger(&cfg.LogSettings, stderr, scrub)
 	r := &run{cfg: cfg, log: log, scrub: scrub, notifier: newNotifier(&cfg.NotifySettings, log),
 		environ: environ, stdout: stdout, stderr: stderr, res: res, signals: signals}
 	if cfg.RubySync {
@@ -94,14 +95,11 @@ func runMain(ctx context.Context, args []string, environ map[string]string, stdo
 
 // run is one `migrun run` in progress.
 type run struct {
-	cfg      *runConfig
-	log      *slog.Logger
-	scrub    *redact.Scrubber
-	notifier *notifier
-	environ  map[string]string
-	// stdout and stderr are where the command's output goes, as given:
-	// the runner enlarges a pipe's buffer (it needs the *os.File) and, like
-	// every Start after the signal watch is ready, finds SIGPIPE caught.
+	cfg            *runConfig
+	log            *slog.Logger
+	scrub          *redact.Scrubber
+	notifier       *notifier
+	environ        map[string]string
 	stdout, stderr io.Writer
 	res            *report.Result
 	rubySync       *rubySync // nil with MIGRUN_RUBY_SYNC=false

@@ -2,13 +2,10 @@ package main
 
 import (
 	"context"
-	"io"
 	"os"
 	"os/signal"
 	"sync"
 	"syscall"
-
-	"github.com/migrun/migrun/runner"
 )
 
 // forwarded are the signals that stop migrun while it waits and that are
@@ -64,13 +61,12 @@ func signalOf(ctx context.Context) int {
 	return 0
 }
 
-// signalWatch is watchSignals done in the background, after catching
-// SIGPIPE. Each signal.Notify and signal.Stop is a round trip to the Go
-// runtime's signal-mask thread (about 0.05 ms each, on a busy machine or a
-// small VM 0.3 ms and more): set up while the configuration is read and
-// the lock is prepared, and taken down while the result is reported.
+// signalWatch is watchSignals done in the background. Each signal.Notify
+// and signal.Stop is a round trip to the Go runtime's signal-mask thread
+// (about 0.05 ms each, on a busy machine or a small VM 0.3 ms and more):
+// set up while the configuration is read and the lock is prepared, and
+// taken down while the result is reported.
 type signalWatch struct {
-	caught  chan struct{} // closed once SIGPIPE is caught
 	ready   chan struct{} // closed once watching
 	sigs    <-chan os.Signal
 	stop    func()
@@ -78,34 +74,14 @@ type signalWatch struct {
 	once    sync.Once
 }
 
-// watchSignalsAsync catches SIGPIPE (runner.CatchSIGPIPE) and starts
-// watchSignals, in the background.
+// watchSignalsAsync starts watchSignals in the background.
 func watchSignalsAsync() *signalWatch {
-	w := &signalWatch{caught: make(chan struct{}), ready: make(chan struct{}), stopped: make(chan struct{})}
+	w := &signalWatch{ready: make(chan struct{}), stopped: make(chan struct{})}
 	go func() {
 		defer close(w.ready)
-		runner.CatchSIGPIPE()
-		close(w.caught)
 		w.sigs, w.stop = watchSignals()
 	}()
 	return w
-}
-
-// pipeSafe is out, whose writes wait until SIGPIPE is caught: without a
-// handler, the Go runtime dies of SIGPIPE on a write to a closed stdout
-// or stderr.
-func (w *signalWatch) pipeSafe(out io.Writer) io.Writer {
-	return &pipeSafeWriter{caught: w.caught, out: out}
-}
-
-type pipeSafeWriter struct {
-	caught <-chan struct{}
-	out    io.Writer
-}
-
-func (p *pipeSafeWriter) Write(b []byte) (int, error) {
-	<-p.caught
-	return p.out.Write(b)
 }
 
 // wait returns the signals once they are watched.
