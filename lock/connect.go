@@ -142,6 +142,9 @@ func guard(ctx context.Context, o Options, what string, ka *keepAlive, until tim
 	if wait <= 0 {
 		return nil
 	}
+	if o.BeforeWait != nil {
+		o.BeforeWait()
+	}
 	o.Logger.Warn("lock taken, but holding it before running: "+why+"; a runner that held the lock there may not know yet, and stops its command by then",
 		"lock", what, "wait", wait.Round(100*time.Millisecond))
 	t := time.NewTimer(wait)

@@ -67,6 +67,9 @@ func (l *fileLocker) Lock(ctx context.Context) error {
 		f.Close()
 		return fmt.Errorf("%w: lock %s: %w", ErrUnavailable, l.path, err)
 	}
+	if l.opts.BeforeWait != nil {
+		l.opts.BeforeWait()
+	}
 	l.opts.Logger.Info("lock is held by another runner; waiting", "lock", l.String())
 	// Wait in the kernel, which hands the lock over the moment the holder
 	// releases it (or dies): no polling, no delay. A blocked flock(2)

@@ -125,6 +125,7 @@ type describer func(ctx context.Context) (h holder, found bool, err error)
 // cannot be had is said once, and the wait goes on.
 type waitReport struct {
 	log        *slog.Logger
+	beforeWait func() // Options.BeforeWait
 	lock       string
 	every      time.Duration
 	start      time.Time
@@ -135,11 +136,12 @@ type waitReport struct {
 }
 
 func newWaitReport(opts Options, lock string) *waitReport {
-	return &waitReport{log: opts.Logger, lock: lock, every: opts.ProgressInterval, start: time.Now()}
+	return &waitReport{log: opts.Logger, beforeWait: opts.BeforeWait, lock: lock, every: opts.ProgressInterval, start: time.Now()}
 }
 
 // held is called each time a try finds the lock held: it describes the
-// holder and logs it when a line is due.
+// holder and logs it when a line is due (the first time after
+// Options.BeforeWait).
 func (w *waitReport) held(ctx context.Context, describe describer) {
 	now := time.Now()
 	first := w.next.IsZero()
@@ -147,6 +149,9 @@ func (w *waitReport) held(ctx context.Context, describe describer) {
 		return
 	}
 	w.next = now.Add(w.every)
+	if first && w.beforeWait != nil {
+		w.beforeWait()
+	}
 	attrs := []any{"lock", w.lock}
 	h, found, err := describe(ctx)
 	switch {

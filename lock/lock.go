@@ -89,6 +89,12 @@ type Options struct {
 	// ProgressInterval is how often a waiter logs who holds the lock,
 	// how long it has waited and how long it has left. Default 30s.
 	ProgressInterval time.Duration
+	// BeforeWait, when set, is called before Lock starts to wait: for a
+	// lock held by another runner (once, before it logs so), or through
+	// the takeover guard. It is for what the caller must have in place
+	// while Lock waits (its signal handling), without holding up a Lock
+	// that need not wait. It may be called more than once.
+	BeforeWait func()
 }
 
 // Locker is one runner's handle on the lock, for one Lock and Unlock.

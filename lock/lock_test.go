@@ -191,6 +191,61 @@ func TestContention(t *testing.T) {
 	}
 }
 
+// TestBeforeWait: Options.BeforeWait is called before a runner waits for
+// a lock held by another runner, before it says so, and not for a free
+// lock (unless the takeover guard makes that wait too).
+func TestBeforeWait(t *testing.T) {
+	const waiting = "lock is held by another runner; waiting"
+	const guarded = "lock taken, but holding it before running"
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			u := b.url(t)
+			logs := newRecords()
+			var calls atomic.Int32
+			var saidBefore atomic.Bool // the waiting line was logged before a call
+			opts := testOptions("before-wait", b.mode)
+			opts.Logger = slog.New(logs)
+			opts.BeforeWait = func() {
+				if len(logs.matching(waiting)) > 0 {
+					saidBefore.Store(true)
+				}
+				calls.Add(1)
+			}
+			holder := newLockerWith(t, u, opts)
+			if err := lockWithin(t, holder, time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			guards := 0
+			logs.mu.Lock()
+			for _, rec := range logs.all {
+				if strings.HasPrefix(rec.Message, guarded) {
+					guards++
+				}
+			}
+			logs.mu.Unlock()
+			if n := int(calls.Load()); n != guards {
+				t.Errorf("a free lock: BeforeWait called %d times, want %d (takeover guard waits)", n, guards)
+			}
+			calls.Store(0)
+
+			waiter := newLockerWith(t, u, opts)
+			got := make(chan error, 1)
+			go func() { got <- lockWithin(t, waiter, time.Minute) }()
+			logs.waitCount(t, waiting, 1)
+			if calls.Load() == 0 || saidBefore.Load() {
+				t.Errorf("a held lock: BeforeWait called %d times, after the waiting line: %v; want before it", calls.Load(), saidBefore.Load())
+			}
+			if err := holder.Unlock(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if err := <-got; err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
 // TestPostgresNotRailsLock: Rails' own migration lock (one bigint key,
 // 2053462845 * crc32(database name)) stays free while migrun holds its
 // lock, so the migration can take it.

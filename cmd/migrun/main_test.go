@@ -307,9 +307,9 @@ func (s *syncBuffer) String() string {
 }
 
 // TestRunStoppedWhileWaiting: the signals `run` forwards are watched (set
-// up in the background since it started) by the time it says it is
-// acquiring the lock: a SIGTERM from then on stops the wait and exits 143
-// with the report, instead of killing migrun.
+// up in the background since it started) by the time it says it waits
+// for the lock (lock.Options.BeforeWait): a SIGTERM from then on stops the
+// wait and exits 143 with the report, instead of killing migrun.
 func TestRunStoppedWhileWaiting(t *testing.T) {
 	dir := t.TempDir()
 	dbURL := "sqlite3:" + filepath.Join(dir, "db.sqlite3")
@@ -323,10 +323,11 @@ func TestRunStoppedWhileWaiting(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(stderr.String(), "acquiring lock") {
+	// Its signals are watched before it says it waits (signalWatch).
+	for !strings.Contains(stderr.String(), "lock is held by another runner; waiting") {
 		if time.Now().After(deadline) {
 			cmd.Process.Kill()
-			t.Fatalf("run never started acquiring the lock:\n%s", stderr.String())
+			t.Fatalf("run never started waiting for the lock:\n%s", stderr.String())
 		}
 		time.Sleep(time.Millisecond)
 	}

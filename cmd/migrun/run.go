@@ -114,7 +114,9 @@ func (r *run) execute(ctx context.Context) {
 	// reported; runMain waits for that).
 	defer r.signals.stopAsync()
 
-	locker, err := lock.New(r.cfg.url, r.cfg.lockOptions(r.identity(), r.log))
+	opts := r.cfg.lockOptions(r.identity(), r.log)
+	opts.BeforeWait = r.signals.wait
+	locker, err := lock.New(r.cfg.url, opts)
 	if err != nil {
 		r.fail(report.ConfigError, err)
 		return
@@ -137,8 +139,10 @@ func (r *run) execute(ctx context.Context) {
 	// database sessions are probed while the lock is taken: when runners
 	// queue, neither is part of the hand-off.
 	base := r.commandEnv()
-	// From here on (the gate, the lock, the command) a signal stops the run.
-	sigs := r.signals.wait()
+	// From here on (the gate, the lock, the command) a signal stops the
+	// run, once the signals are watched; a wait for the lock, and the
+	// command, wait for that (signalWatch).
+	sigs := r.signals.channel()
 
 	// With --skip-if-current, a gate that is sure nothing is pending skips
 	// the command before the lock, so Pods started together do not queue
@@ -179,6 +183,7 @@ func (r *run) execute(ctx context.Context) {
 		r.log.Warn(note)
 	}
 	r.addRubySync(env)
+	r.signals.wait()
 	r.runAttempts(ctx, locker, env, sigs)
 	// No attempt follows: the sync file goes while the lock is released
 	// and the result reported.

@@ -20,12 +20,17 @@ var forwarded = []os.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, sys
 // it forwarded.
 func watchSignals() (sigs <-chan os.Signal, stop func()) {
 	ch := make(chan os.Signal, 8)
+	return ch, watchSignalsOn(ch)
+}
+
+// watchSignalsOn is watchSignals onto a channel of the caller's.
+func watchSignalsOn(ch chan os.Signal) (stop func()) {
 	for _, s := range forwarded {
 		if !signal.Ignored(s) {
 			signal.Notify(ch, s)
 		}
 	}
-	return ch, func() { signal.Stop(ch) }
+	return func() { signal.Stop(ch) }
 }
 
 // stoppedBy is the cause of a context cancelled by a signal.
@@ -66,9 +71,16 @@ func signalOf(ctx context.Context) int {
 // (about 0.05 ms each, on a busy machine or a small VM 0.3 ms and more):
 // set up while the configuration is read and the lock is prepared, and
 // taken down while the result is reported.
+//
+// Its channel exists at once, and the signals arrive on it once watched.
+// What must not start unwatched waits for that (wait): the command, and a
+// wait for the lock (lock.Options.BeforeWait). Connecting and taking a
+// free lock do not. A signal before then ends migrun as it would by
+// default: no command has started, and a lock taken meanwhile is freed
+// with its connection (or its file).
 type signalWatch struct {
 	ready   chan struct{} // closed once watching
-	sigs    <-chan os.Signal
+	sigs    chan os.Signal
 	stop    func()
 	stopped chan struct{} // closed once stopped
 	once    sync.Once
@@ -76,19 +88,19 @@ type signalWatch struct {
 
 // watchSignalsAsync starts watchSignals in the background.
 func watchSignalsAsync() *signalWatch {
-	w := &signalWatch{ready: make(chan struct{}), stopped: make(chan struct{})}
+	w := &signalWatch{ready: make(chan struct{}), sigs: make(chan os.Signal, 8), stopped: make(chan struct{})}
 	go func() {
 		defer close(w.ready)
-		w.sigs, w.stop = watchSignals()
+		w.stop = watchSignalsOn(w.sigs)
 	}()
 	return w
 }
 
-// wait returns the signals once they are watched.
-func (w *signalWatch) wait() <-chan os.Signal {
-	<-w.ready
-	return w.sigs
-}
+// channel is where the signals arrive, once they are watched.
+func (w *signalWatch) channel() <-chan os.Signal { return w.sigs }
+
+// wait returns once the signals are watched.
+func (w *signalWatch) wait() { <-w.ready }
 
 // stopAsync starts to stop watching; idempotent. The signals still
 // sent to the channel meanwhile are not read.
