@@ -29,10 +29,16 @@ func main() {
 // collector gone), unless SIGPIPE is caught, which is a round trip to the
 // runtime's signal thread on the way to the command's start; on any other
 // descriptor the write fails with EPIPE, which migrun's writers ignore.
-// Without a copy (f is closed, or no descriptor is left) it is f.
+// Without a copy (f is closed, or no descriptor is left) it is f. (Not
+// f.Fd(), which would make the file, shared with whoever started migrun,
+// blocking.)
 func ownCopy(f *os.File) *os.File {
-	fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 3)
+	sc, err := f.SyscallConn()
 	if err != nil {
+		return f
+	}
+	fd := -1
+	if cerr := sc.Control(func(orig uintptr) { fd, err = unix.FcntlInt(orig, unix.F_DUPFD_CLOEXEC, 3) }); cerr != nil || err != nil {
 		return f
 	}
 	return os.NewFile(uintptr(fd), f.Name())

@@ -36,7 +36,8 @@ func runMain(ctx context.Context, args []string, environ map[string]string, stdo
 	runner.CatchSIGPIPEFor(stdout, stderr)
 	// The signals the run watches, and the one-time work of starting a
 	// command, are set up in the background while the configuration is
-	// read; the signals are in place before the lock is taken.
+	// read and the lock taken; the signals are in place before migrun
+	// waits for the lock or starts the command (signalWatch).
 	signals := watchSignalsAsync()
 	defer signals.end()
 	runner.Prepare()
@@ -111,7 +112,7 @@ type run struct {
 func (r *run) execute(ctx context.Context) {
 	// Once the lock is released the run no longer forwards signals: they
 	// end migrun again (stopped in the background while the result is
-	// reported; runMain waits for that).
+	// reported; see signalWatch.end).
 	defer r.signals.stopAsync()
 
 	opts := r.cfg.lockOptions(r.identity(), r.log)
