@@ -116,6 +116,11 @@ fsync off.
   interleaved (variant A, B, C, A, B, C, ...) wherever they can be, so that
   drift of a shared machine affects both sides alike. Compare ratios and
   differences across machines, not absolute times.
+- **Binaries as from an image**: migrun, the limit program and the helper
+  are written to disk, dropped from the page cache and read back before the
+  runs, as a container image's binary is read. How a file came into the page
+  cache changes how many page faults starting it takes: a binary fresh from
+  the linker started up to 1.5 ms slower on a small VM.
 - **Wall times** are taken by the benchmark program around the whole process
   (fork to wait4). Finer splits come from migrun's own JSON log lines
   (nanosecond timestamps) and from timestamps the command itself writes.

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"os"
 	"os/exec"
@@ -25,6 +26,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // benchmarks in the order of the issue; -only picks by name.
@@ -195,6 +198,37 @@ func buildTools(ctx context.Context, tmp, migrun string) (*tools, error) {
 	if _, err := os.Stat(t.migrun); err != nil {
 		return nil, err
 	}
+	for _, bin := range []string{t.helper, t.limit, t.migrun} {
+		if err := cacheAsRead(bin); err != nil {
+			return nil, err
+		}
+	}
 	log.Printf("migrun: %s (%s, GOMAXPROCS %d)", t.migrun, runtime.Version(), runtime.GOMAXPROCS(0))
 	return t, nil
+}
+
+// cacheAsRead puts a binary just built in the page cache as a container
+// image's binary is: read from disk, not left from the linker's writes.
+// How a file came into the page cache changes how many page faults
+// executing it takes (what the kernel reads ahead it may cache in large
+// folios, and map more of at one fault): on a VM where a fault costs tens
+// of microseconds, `migrun version` took 16 faults and up to 1.5 ms less
+// once its file was dropped from the cache and read back, and the limit
+// program 9 faults less. Every program compared is read back the same way.
+func cacheAsRead(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil { // written back: only clean pages are dropped
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
+		return fmt.Errorf("%s: drop from the page cache: %w", path, err)
+	}
+	if _, err := io.Copy(io.Discard, f); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
 }
