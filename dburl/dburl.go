@@ -66,17 +66,25 @@ func (u *URL) DefaultPort() int {
 	return 0
 }
 
-var schemes = map[string]Adapter{
-	"postgres":   PostgreSQL,
-	"postgresql": PostgreSQL,
-	"mysql2":     MySQL2,
-	"trilogy":    Trilogy,
-	"sqlite3":    SQLite3,
-	"sqlite":     SQLite3,
+// adapterOf is the adapter of a URL scheme (lower case). The tables of
+// this package are switches and static slices, not maps: a package-level
+// map is built at every start of migrun, whatever the subcommand.
+func adapterOf(scheme string) (Adapter, bool) {
+	switch scheme {
+	case "postgres", "postgresql":
+		return PostgreSQL, true
+	case "mysql2":
+		return MySQL2, true
+	case "trilogy":
+		return Trilogy, true
+	case "sqlite3", "sqlite":
+		return SQLite3, true
+	}
+	return "", false
 }
 
-// secretParams are query parameters that carry secrets.
-var secretParams = map[string]bool{"password": true, "sslpassword": true}
+// secretParam reports whether query parameter key carries a secret.
+func secretParam(key string) bool { return key == "password" || key == "sslpassword" }
 
 func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)
@@ -97,7 +105,7 @@ func Parse(raw string) (*URL, error) {
 		// Whatever precedes the colon may be a user and password: do not echo it.
 		return nil, invalid("no scheme (want e.g. postgres://user:password@host/database)")
 	}
-	adapter, ok := schemes[strings.ToLower(scheme)]
+	adapter, ok := adapterOf(strings.ToLower(scheme))
 	if strings.EqualFold(scheme, "mysql") {
 		// Rails takes the scheme as the adapter's name and has no "mysql"
 		// adapter: the migration itself would fail to load one.
@@ -267,7 +275,7 @@ func (u *URL) parseQuery(query string) error {
 			return invalid("bad percent-escape in query parameter %q", truncate(key, 32))
 		}
 		u.Params[key] = val
-		if secretParams[key] {
+		if secretParam(key) {
 			u.otherSecrets = append(u.otherSecrets, v)
 		}
 	}
@@ -386,7 +394,7 @@ func (u *URL) Redacted() string {
 	sep := "?"
 	for _, k := range slices.Sorted(maps.Keys(u.Params)) {
 		v := u.Params[k]
-		if secretParams[k] && v != "" {
+		if secretParam(k) && v != "" {
 			v = "xxxxx"
 		}
 		b.WriteString(sep + escape(k) + "=" + escape(v))
@@ -412,7 +420,7 @@ func (u *URL) Secrets() []string {
 		s = append(s, u.Password)
 	}
 	for k, v := range u.Params {
-		if secretParams[k] && v != "" {
+		if secretParam(k) && v != "" {
 			s = append(s, v)
 		}
 	}
@@ -466,7 +474,7 @@ func SecretsOf(raw string) []string {
 	}
 	if _, query, ok := strings.Cut(raw, "?"); ok {
 		for _, kv := range strings.Split(query, "&") {
-			if k, v, ok := strings.Cut(kv, "="); ok && secretParams[k] && v != "" {
+			if k, v, ok := strings.Cut(kv, "="); ok && secretParam(k) && v != "" {
 				s = append(s, v)
 			}
 		}
@@ -486,7 +494,7 @@ type Parts struct {
 
 // FromParts builds the URL the parts describe, checked as Parse checks a URL.
 func FromParts(p Parts) (*URL, error) {
-	if _, ok := adapterParams[p.Adapter]; !ok || p.Adapter == SQLite3 {
+	if adapterParams(p.Adapter) == nil || p.Adapter == SQLite3 {
 		return nil, invalid("unsupported adapter %q (want postgresql, mysql2 or trilogy)", truncate(string(p.Adapter), 20))
 	}
 	u := &URL{Adapter: p.Adapter, User: p.User, Password: p.Password, Host: p.Host, Database: p.DB, Params: map[string]string{}}

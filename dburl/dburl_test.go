@@ -207,8 +207,8 @@ func assertRoundTrip(t *testing.T, u *URL) {
 	if want.Password != "" {
 		want.Password = "xxxxx"
 	}
-	for k := range secretParams {
-		if want.Params[k] != "" {
+	for k, v := range want.Params {
+		if secretParam(k) && v != "" {
 			want.Params[k] = "xxxxx"
 		}
 	}

@@ -190,9 +190,16 @@ type myTry struct {
 	sent, answ time.Time
 }
 
-// Error numbers of a SET the server refuses: unknown variable, access
-// denied, wrong value or type, wrong scope.
-var settingsRefused = map[uint16]bool{1193: true, 1227: true, 1231: true, 1232: true, 1238: true}
+// settingsRefused reports whether number is the error of a SET the
+// server refuses: unknown variable, access denied, wrong value or type,
+// wrong scope.
+func settingsRefused(number uint16) bool {
+	switch number {
+	case 1193, 1227, 1231, 1232, 1238:
+		return true
+	}
+	return false
+}
 
 // try waits for the lock at most one chunk, in whole seconds (MySQL's
 // GET_LOCK takes no fractions), never past ctx's deadline by more than
@@ -229,7 +236,7 @@ func (m *myLocker) try(ctx context.Context) (myTry, error) {
 	m.fresh = false
 	if err != nil {
 		var myErr *mysql.MySQLError
-		if withSettings && errors.As(err, &myErr) && settingsRefused[myErr.Number] {
+		if withSettings && errors.As(err, &myErr) && settingsRefused(myErr.Number) {
 			m.opts.Logger.Warn("the database refused the lock session's settings; the lock is not protected from the server's wait_timeout and statement time limits",
 				"lock", m.String(), "err", fmt.Sprintf("%s (error %d)", myErr.Message, myErr.Number))
 			m.noSettings, m.fresh = true, true

@@ -671,8 +671,18 @@ func (p *pgLocker) acquired(ctx context.Context, got tryResult, firstAfterLoss b
 }
 
 // errPooled: the lock and this connection's statements are not bound to
-// one server session, the sign of a transaction pooler in between.
-var errPooled = fmt.Errorf("%w: migrun's statements do not all run in one database session: is a transaction pooler (PgBouncer pool_mode=transaction) in between? Use MIGRUN_LOCK_MODE=transaction", ErrUnsupported)
+// one server session, the sign of a transaction pooler in between. (A
+// type, not fmt.Errorf: package-level values are built at every start,
+// whatever the subcommand.)
+var errPooled error = pooledError{}
+
+type pooledError struct{}
+
+func (pooledError) Error() string {
+	return ErrUnsupported.Error() + ": migrun's statements do not all run in one database session: is a transaction pooler (PgBouncer pool_mode=transaction) in between? Use MIGRUN_LOCK_MODE=transaction"
+}
+
+func (pooledError) Unwrap() error { return ErrUnsupported }
 
 // heldHere finds the two-int4 advisory lock held by this server session.
 func (p *pgLocker) heldHere() string {

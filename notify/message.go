@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -156,7 +157,7 @@ func slackLink(link string) string {
 	if link == "" || len(link) > report.MaxLink || err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return ""
 	}
-	href := linkEscaper.Replace(report.CleanOutput(link))
+	href := linkEscaper().Replace(report.CleanOutput(link))
 	label := escapeWithin(u.Host, maxLinkLabel)
 	if len(href)+len(label)+len("<|>") > maxLinkLine {
 		return ""
@@ -164,7 +165,10 @@ func slackLink(link string) string {
 	return "<" + href + "|" + label + ">"
 }
 
-var linkEscaper = strings.NewReplacer("&", "&amp;", "<", "%3C", ">", "%3E", "|", "%7C", " ", "%20", "\t", "%09", "\n", "%0A")
+// The escapers are built on first use, not at every start of migrun.
+var linkEscaper = sync.OnceValue(func() *strings.Replacer {
+	return strings.NewReplacer("&", "&amp;", "<", "%3C", ">", "%3E", "|", "%7C", " ", "%20", "\t", "%09", "\n", "%0A")
+})
 
 // color is the attachment's bar: green when all went well, yellow when the
 // run did no harm but needs a look, red when it failed.
@@ -248,10 +252,10 @@ func codeBlock(output string, budget int) string {
 // escaped, so "<!channel>" pings nobody and "<http://x|y>" links nowhere,
 // and no invalid UTF-8 or control characters.
 func escape(s string) string {
-	return slackEscaper.Replace(report.CleanOutput(s))
+	return slackEscaper().Replace(report.CleanOutput(s))
 }
 
-var slackEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
+var slackEscaper = sync.OnceValue(func() *strings.Replacer { return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;") })
 
 // escapeWithin escapes s cut to at most max bytes once escaped, marking the
 // cut with an ellipsis.

@@ -265,20 +265,20 @@ func chatError(method string, err error, rec *recordingClient) error {
 		// slack-go turns a Retry-After date into a number-parse error:
 		// the recorded header is read here instead.
 		return &retryable{err: err, after: retryAfter(rec.retryAfter, time.Now())}
-	case errors.As(err, &answer) && transientAPIError[answer.Err]:
+	case errors.As(err, &answer) && transientAPIError(answer.Err):
 		return &retryable{err: err}
 	}
 	return err
 }
 
-// transientAPIError are the Web API errors Slack documents as worth trying
-// again.
-var transientAPIError = map[string]bool{
-	"internal_error":      true,
-	"fatal_error":         true,
-	"service_unavailable": true,
-	"request_timeout":     true,
-	"ratelimited":         true,
+// transientAPIError reports whether code is one of the Web API errors
+// Slack documents as worth trying again.
+func transientAPIError(code string) bool {
+	switch code {
+	case "internal_error", "fatal_error", "service_unavailable", "request_timeout", "ratelimited":
+		return true
+	}
+	return false
 }
 
 // recordingClient remembers the status and Retry-After of the last answer.

@@ -107,9 +107,9 @@ func scanRubyConfig(root, env string) rubySettings {
 
 var (
 	// gemPathOption is a gem's path: option: `path: "x"`, `:path => 'x'`.
-	gemPathOption = lazyRegexp(`(?:\bpath:|:path\s*=>)\s*(?:"([^"]*)"|'([^']*)')`)
+	gemPathOption = lazy(`(?:\bpath:|:path\s*=>)\s*(?:"([^"]*)"|'([^']*)')`)
 	// gemPathBlock is a path source block: `path "components" do`.
-	gemPathBlock = lazyRegexp(`^\s*path\s*\(?\s*(?:"([^"]*)"|'([^']*)')`)
+	gemPathBlock = lazy(`^\s*path\s*\(?\s*(?:"([^"]*)"|'([^']*)')`)
 )
 
 // pathEngines lists the Gemfile's path gems (`gem "x", path: "engines/x"`,
@@ -131,9 +131,9 @@ func pathEngines(root string) (engines []string, doubts []string) {
 		where := fmt.Sprintf("Gemfile:%d", i+1)
 		var dirs []string
 		var block bool
-		if m := gemPathBlock().FindStringSubmatch(line); m != nil {
+		if m := gemPathBlock.re().FindStringSubmatch(line); m != nil {
 			dirs, block = []string{m[1] + m[2]}, true
-		} else if m := gemPathOption().FindStringSubmatch(line); m != nil {
+		} else if m := gemPathOption.re().FindStringSubmatch(line); m != nil {
 			dirs = []string{m[1] + m[2]}
 		} else if strings.Contains(line, "path:") || strings.Contains(line, ":path") || strings.HasPrefix(strings.TrimSpace(line), "path ") {
 			doubts = append(doubts, where+": a path gem whose path migrun cannot read")

@@ -46,10 +46,10 @@ type ymlNode struct {
 }
 
 var (
-	ymlKeyLine = lazyRegexp(`^("(?:[^"\\]|\\.)*"|'(?:[^']|'')*'|[^\s"'#\-?:&*!|>%@` + "`" + `{}\[\],][^#]*?|<<)\s*:(?:\s+(.*))?$`)
-	ymlAnchor  = lazyRegexp(`^&([^\s]+)\s*(.*)$`)
-	ymlAlias   = lazyRegexp(`^\*([^\s,\]]+)\s*$`)
-	erbTag     = lazyRegexp(`<%(.*?)%>`)
+	ymlKeyLine = lazy(`^("(?:[^"\\]|\\.)*"|'(?:[^']|'')*'|[^\s"'#\-?:&*!|>%@` + "`" + `{}\[\],][^#]*?|<<)\s*:(?:\s+(.*))?$`)
+	ymlAnchor  = lazy(`^&([^\s]+)\s*(.*)$`)
+	ymlAlias   = lazy(`^\*([^\s,\]]+)\s*$`)
+	erbTag     = lazy(`<%(.*?)%>`)
 )
 
 // parseDatabaseYML reads text (config/database.yml) for environment env.
@@ -83,18 +83,18 @@ func parseDatabaseYML(file, text, env string) databaseYML {
 		// ERB: output tags stand for some scalar; anything else (if,
 		// each, a tag spanning lines) can change the structure.
 		if strings.Contains(line, "<%") {
-			for _, m := range erbTag().FindAllStringSubmatch(line, -1) {
+			for _, m := range erbTag.re().FindAllStringSubmatch(line, -1) {
 				if !strings.HasPrefix(m[1], "=") && !strings.HasPrefix(m[1], "#") {
 					y.Doubts = append(y.Doubts, where+": ERB control flow (<%"+m[1]+"%>) can change which databases Rails sees")
 				}
 			}
-			line = erbTag().ReplaceAllString(line, "ERB")
+			line = erbTag.re().ReplaceAllString(line, "ERB")
 			if strings.Contains(line, "<%") {
 				y.Doubts = append(y.Doubts, where+": an ERB tag that spans lines")
 				continue
 			}
 			trimmed = strings.TrimLeft(line, " ")
-			if strings.HasPrefix(trimmed, "ERB") && !ymlKeyLine().MatchString(trimmed) {
+			if strings.HasPrefix(trimmed, "ERB") && !ymlKeyLine.re().MatchString(trimmed) {
 				y.Doubts = append(y.Doubts, where+": ERB output where YAML expects a key")
 				continue
 			}
@@ -105,7 +105,7 @@ func parseDatabaseYML(file, text, env string) databaseYML {
 			}
 			continue // a sequence's items are values: migrun needs only the keys
 		}
-		m := ymlKeyLine().FindStringSubmatch(trimmed)
+		m := ymlKeyLine.re().FindStringSubmatch(trimmed)
 		if m == nil {
 			y.Doubts = append(y.Doubts, where+": YAML migrun does not follow")
 			continue
@@ -116,7 +116,7 @@ func parseDatabaseYML(file, text, env string) databaseYML {
 		parent := stack[len(stack)-1]
 		node := &ymlNode{key: unquoteYAML(m[1]), line: n, indent: indent}
 		value := stripYAMLComment(strings.TrimSpace(m[2]))
-		if a := ymlAnchor().FindStringSubmatch(value); a != nil {
+		if a := ymlAnchor.re().FindStringSubmatch(value); a != nil {
 			node.anchor, value = a[1], strings.TrimSpace(a[2])
 			anchors[node.anchor] = node
 		}
@@ -129,8 +129,8 @@ func parseDatabaseYML(file, text, env string) databaseYML {
 			}
 			parent.merges = append(parent.merges, names...)
 			continue
-		case ymlAlias().MatchString(value):
-			node.alias = ymlAlias().FindStringSubmatch(value)[1]
+		case ymlAlias.re().MatchString(value):
+			node.alias = ymlAlias.re().FindStringSubmatch(value)[1]
 		case strings.HasPrefix(value, "|") || strings.HasPrefix(value, ">"):
 			blockIndent = indent
 			node.value = value
@@ -273,7 +273,7 @@ func (y *databaseYML) mapping(file string, n *ymlNode, anchors map[string]*ymlNo
 
 // mergeAliases reads a merge key's value: *a, or [*a, *b].
 func mergeAliases(value string) ([]string, bool) {
-	if m := ymlAlias().FindStringSubmatch(value); m != nil {
+	if m := ymlAlias.re().FindStringSubmatch(value); m != nil {
 		return []string{m[1]}, true
 	}
 	inner, ok := strings.CutPrefix(value, "[")
@@ -286,7 +286,7 @@ func mergeAliases(value string) ([]string, bool) {
 	}
 	var names []string
 	for part := range strings.SplitSeq(inner, ",") {
-		m := ymlAlias().FindStringSubmatch(strings.TrimSpace(part))
+		m := ymlAlias.re().FindStringSubmatch(strings.TrimSpace(part))
 		if m == nil {
 			return nil, false
 		}

@@ -33,11 +33,11 @@ const (
 // timeout", the mysql client's "ERROR 1205 (HY000) at line 1: Lock wait
 // timeout exceeded; ...", Go drivers' "(SQLSTATE 55P03)" and "Error 1205".
 var (
-	pgLockTimeout = lazyRegexp(`PG::LockNotAvailable|canceling statement due to lock timeout|\b55P03\b|lock_not_available|could not obtain lock on `)
-	myLockTimeout = lazyRegexp(`Lock wait timeout exceeded|(?i:error:? 1205\b)|: 1205: `)
-	arLockTimeout = lazyRegexp(`ActiveRecord::LockWaitTimeout\b`)
-	pgClient      = lazyRegexp(`\bPG::|\bPQ|postgres|psql|SQLSTATE`)
-	myClient      = lazyRegexp(`Mysql2::|Trilogy::|(?i:mysql|mariadb)`)
+	pgLockTimeout = lazy(`PG::LockNotAvailable|canceling statement due to lock timeout|\b55P03\b|lock_not_available|could not obtain lock on `)
+	myLockTimeout = lazy(`Lock wait timeout exceeded|(?i:error:? 1205\b)|: 1205: `)
+	arLockTimeout = lazy(`ActiveRecord::LockWaitTimeout\b`)
+	pgClient      = lazy(`\bPG::|\bPQ|postgres|psql|SQLSTATE`)
+	myClient      = lazy(`Mysql2::|Trilogy::|(?i:mysql|mariadb)`)
 
 	// wrapperLine is Rails' Migrator#execute_migration_in_transaction
 	// wrapping whatever a migration raised (6.1 to 8.1):
@@ -47,9 +47,9 @@ var (
 	//	msg << "all later migrations canceled:\n\n#{e}"
 	//
 	// so it says whether the failed migration ran in a transaction.
-	wrapperLine = lazyRegexp(`An error has occurred, (this and )?all later migrations canceled:`)
+	wrapperLine = lazy(`An error has occurred, (this and )?all later migrations canceled:`)
 	// errorLine is a line that reports an error, in a command that is not Rails.
-	errorLine = lazyRegexp(`(?i)\berror\b|exception|\bfatal\b|\baborted\b`)
+	errorLine = lazy(`(?i)\berror\b|exception|\bfatal\b|\baborted\b`)
 )
 
 // LockTimeoutFailure reports whether output is that of a command that
@@ -96,7 +96,7 @@ func readFailure(output string) failure {
 	var f failure
 	if aborted < 0 {
 		for i := len(lines) - 1; i >= 0; i-- {
-			if errorLine().MatchString(lines[i]) {
+			if errorLine.re().MatchString(lines[i]) {
 				f.database = lockTimeoutIn(lines[i])
 				break
 			}
@@ -112,7 +112,7 @@ func readFailure(output string) failure {
 		return f
 	}
 	described := []string{rest[0]}
-	if m := wrapperLine().FindStringSubmatch(rest[0]); m != nil {
+	if m := wrapperLine.re().FindStringSubmatch(rest[0]); m != nil {
 		f.inMigration = true
 		f.tx = txNo
 		if m[1] != "" {
@@ -144,15 +144,15 @@ func readFailure(output string) failure {
 // lockTimeoutIn names the database whose lock timeout line reports, or "".
 func lockTimeoutIn(line string) string {
 	switch {
-	case pgLockTimeout().MatchString(line):
+	case pgLockTimeout.re().MatchString(line):
 		return PostgreSQL
-	case myLockTimeout().MatchString(line):
+	case myLockTimeout.re().MatchString(line):
 		return MySQL
-	case arLockTimeout().MatchString(line):
+	case arLockTimeout.re().MatchString(line):
 		switch {
-		case myClient().MatchString(line):
+		case myClient.re().MatchString(line):
 			return MySQL
-		case pgClient().MatchString(line):
+		case pgClient.re().MatchString(line):
 			return PostgreSQL
 		}
 		return "?"
@@ -355,9 +355,9 @@ func short(s string) string {
 // The first line before the call, the time after it: a call without its
 // time line is the one that was running.
 var (
-	sayLine  = lazyRegexp(`^-- (.*)$`)
-	callLine = lazyRegexp(`^-- ([a-z_][a-zA-Z0-9_]*[?!]?)\((.*)\)\s*$`)
-	timeLine = lazyRegexp(`^   -> \d+(?:\.\d+)?s\s*$`)
+	sayLine  = lazy(`^-- (.*)$`)
+	callLine = lazy(`^-- ([a-z_][a-zA-Z0-9_]*[?!]?)\((.*)\)\s*$`)
+	timeLine = lazy(`^   -> \d+(?:\.\d+)?s\s*$`)
 )
 
 // call is one line "-- name(args)".
@@ -388,7 +388,7 @@ func readMigrationLog(output string, m *Migration) migrationLog {
 	inside := false
 	for line := range strings.Lines(output) {
 		line = strings.TrimRight(line, "\r\n")
-		if s := startLine().FindStringSubmatch(line); s != nil {
+		if s := startLine.re().FindStringSubmatch(line); s != nil {
 			inside = s[1] == m.Version
 			if inside {
 				log = migrationLog{seen: true}
@@ -400,12 +400,12 @@ func readMigrationLog(output string, m *Migration) migrationLog {
 			continue
 		}
 		switch {
-		case doneLine().MatchString(line):
+		case doneLine.re().MatchString(line):
 			inside = false
-		case gapLine().MatchString(line):
+		case gapLine.re().MatchString(line):
 			// What it printed in the gap is unknown.
 			return migrationLog{}
-		case timeLine().MatchString(line):
+		case timeLine.re().MatchString(line):
 			if len(open) == 0 {
 				continue
 			}
@@ -415,7 +415,7 @@ func readMigrationLog(output string, m *Migration) migrationLog {
 				log.completed = append(log.completed, done)
 			}
 		default:
-			if s := sayLine().FindStringSubmatch(line); s != nil {
+			if s := sayLine.re().FindStringSubmatch(line); s != nil {
 				open = append(open, s[1])
 			}
 		}
@@ -427,7 +427,7 @@ func readMigrationLog(output string, m *Migration) migrationLog {
 }
 
 func parseCall(text string) *call {
-	m := callLine().FindStringSubmatch("-- " + text)
+	m := callLine.re().FindStringSubmatch("-- " + text)
 	if m == nil {
 		return nil
 	}
@@ -467,7 +467,7 @@ var singleStatement = map[string]bool{
 
 // commentOption is a comment: option as Ruby 3.1 (`:comment=>`) and 3.4
 // or Rails 7.1+ (`comment:`) print it.
-var commentOption = lazyRegexp(`:comment\s*=>|\bcomment:`)
+var commentOption = lazy(`:comment\s*=>|\bcomment:`)
 
 // single reports whether the call runs one SQL statement on database.
 func (c *call) single(database string) bool {
@@ -477,7 +477,7 @@ func (c *call) single(database string) bool {
 	switch c.name {
 	case "add_column", "change_column", "add_index":
 		// PostgreSQL sets a comment with a statement of its own.
-		return database == MySQL || !commentOption().MatchString(c.args)
+		return database == MySQL || !commentOption.re().MatchString(c.args)
 	case "change_column_null":
 		// With a default (the fourth argument) it first UPDATEs the NULLs.
 		return len(splitArgs(c.args)) <= 3
@@ -528,8 +528,8 @@ func splitArgs(args string) []string {
 // hold for (a subclass of something else may inherit
 // disable_ddl_transaction! from it).
 var (
-	disableDDLTransaction = lazyRegexp(`(?m)^[^#\n]*\bdisable_ddl_transaction!`)
-	migrationClass        = lazyRegexp(`(?m)^\s*class\s+\S+\s*<\s*(?:::)?ActiveRecord::Migration\b`)
+	disableDDLTransaction = lazy(`(?m)^[^#\n]*\bdisable_ddl_transaction!`)
+	migrationClass        = lazy(`(?m)^\s*class\s+\S+\s*<\s*(?:::)?ActiveRecord::Migration\b`)
 )
 
 // fileTransaction reads whether migration version runs in a transaction
@@ -560,9 +560,9 @@ func fileTransaction(root string, paths []string, version, database string) (tra
 		switch {
 		case err != nil:
 			return txUnknown, "cannot read " + relTo(root, path)
-		case disableDDLTransaction().Match(src):
+		case disableDDLTransaction.re().Match(src):
 			return txNo, ""
-		case !migrationClass().Match(src):
+		case !migrationClass.re().Match(src):
 			return txUnknown, relTo(root, path) + " does not inherit ActiveRecord::Migration directly"
 		}
 	}

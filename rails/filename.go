@@ -15,7 +15,7 @@ import (
 // this expression (no alternation; greedy groups). ParseMigrationFilename
 // is the same rule by hand; the tests and FuzzParseMigrationFilename hold
 // it to this expression.
-var migrationFilenameRegexp = lazyRegexp(`\A([0-9]+)_([_a-z0-9]*)\.?([_a-z0-9]*)?\.rb\z`)
+var migrationFilenameRegexp = lazy(`\A([0-9]+)_([_a-z0-9]*)\.?([_a-z0-9]*)?\.rb\z`)
 
 // MigrationFilename is what Rails reads from a migration file's name
 // 20240101000000_create_users.rb (or 20240101000000_create_dogs.animals.rb).

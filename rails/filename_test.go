@@ -120,7 +120,7 @@ func FuzzParseMigrationFilename(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, name string) {
 		got, ok := ParseMigrationFilename(name)
-		m := migrationFilenameRegexp().FindStringSubmatch(name)
+		m := migrationFilenameRegexp.re().FindStringSubmatch(name)
 		if ok != (m != nil) {
 			t.Fatalf("ParseMigrationFilename(%q) ok = %v, the regexp says %v", name, ok, m != nil)
 		}

@@ -35,14 +35,14 @@ type Migration struct {
 // and "reverting" / "reverted (…s)" on the way down. A migration that fails
 // prints its "migrating" line and never its "migrated" one.
 var (
-	doneLine  = lazyRegexp(`^==\s+(\d+)\s+(\S+):\s+(migrated|reverted)\s+\((\d+(?:\.\d+)?)s\)\s*=*\s*$`)
-	startLine = lazyRegexp(`^==\s+(\d+)\s+(\S+):\s+(migrating|reverting)\s*=*\s*$`)
+	doneLine  = lazy(`^==\s+(\d+)\s+(\S+):\s+(migrated|reverted)\s+\((\d+(?:\.\d+)?)s\)\s*=*\s*$`)
+	startLine = lazy(`^==\s+(\d+)\s+(\S+):\s+(migrating|reverting)\s*=*\s*$`)
 )
 
 // gapLine is the line migrun's bounded capture (runner) puts where it left
 // bytes out. Whatever Rails printed there is unknown: a migration begun
 // before the gap may have finished inside it.
-var gapLine = lazyRegexp(`^\[\.\.\. migrun: \d+ bytes omitted \.\.\.\]$`)
+var gapLine = lazy(`^\[\.\.\. migrun: \d+ bytes omitted \.\.\.\]$`)
 
 // backtraceLine is a frame of Rake's backtrace in a migration file, e.g.
 //
@@ -51,7 +51,7 @@ var gapLine = lazyRegexp(`^\[\.\.\. migrun: \d+ bytes omitted \.\.\.\]$`)
 // (Ruby 3.4 quotes 'Explode#up' instead). Rake prints the app's frames of
 // the failed task to stderr; the one migration file among them is the
 // migration that raised.
-var backtraceLine = lazyRegexp(`^\s*(?:from\s+)?\S*db/migrate/(?:\S*/)?([0-9]+)_([_a-z0-9]+)\.rb:\d+:in `)
+var backtraceLine = lazy(`^\s*(?:from\s+)?\S*db/migrate/(?:\S*/)?([0-9]+)_([_a-z0-9]+)\.rb:\d+:in `)
 
 // maxSeconds keeps a reported duration within time.Duration's range.
 const maxSeconds = float64(1<<63-1) / float64(time.Second)
@@ -84,7 +84,7 @@ func ParseRun(output string) (done []Migration, unfinished *Migration) {
 	sc.Buffer(make([]byte, 0, 4096), 1<<20)
 	for sc.Scan() {
 		line := strings.TrimRight(sc.Text(), "\r")
-		if m := doneLine().FindStringSubmatch(line); m != nil {
+		if m := doneLine.re().FindStringSubmatch(line); m != nil {
 			secs, err := strconv.ParseFloat(m[4], 64)
 			if err != nil || secs >= maxSeconds {
 				secs = 0 // unknown rather than an overflowed Duration
@@ -100,15 +100,15 @@ func ParseRun(output string) (done []Migration, unfinished *Migration) {
 			}
 			continue
 		}
-		if m := startLine().FindStringSubmatch(line); m != nil {
+		if m := startLine.re().FindStringSubmatch(line); m != nil {
 			unfinished = &Migration{Version: m[1], Name: m[2], Action: m[3]}
 			continue
 		}
-		if gapLine().MatchString(line) {
+		if gapLine.re().MatchString(line) {
 			unfinished = nil
 			continue
 		}
-		if m := backtraceLine().FindStringSubmatch(line); m != nil && fromTrace == nil {
+		if m := backtraceLine.re().FindStringSubmatch(line); m != nil && fromTrace == nil {
 			fromTrace = &Migration{Version: m[1], Name: camelize(m[2])}
 		}
 	}

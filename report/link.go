@@ -22,13 +22,22 @@ type LinkTemplate string
 // rather than cut: a cut URL leads somewhere else.
 const MaxLink = 2000
 
-// linkValues are the placeholders and the values they stand for.
-var linkValues = map[string]func(Result) string{
-	"environment": func(r Result) string { return r.Environment },
-	"app":         func(r Result) string { return r.App },
-	"revision":    func(r Result) string { return r.Revision },
-	"host":        func(r Result) string { return r.Host },
-	"namespace":   func(r Result) string { return r.Namespace },
+// linkValue is the value of placeholder name in r; ok is false for a
+// name that is no placeholder.
+func linkValue(name string, r Result) (value string, ok bool) {
+	switch name {
+	case "environment":
+		return r.Environment, true
+	case "app":
+		return r.App, true
+	case "revision":
+		return r.Revision, true
+	case "host":
+		return r.Host, true
+	case "namespace":
+		return r.Namespace, true
+	}
+	return "", false
 }
 
 // Validate checks the template: only known placeholders, only characters
@@ -69,7 +78,8 @@ func (t LinkTemplate) Expand(r Result) string {
 		return ""
 	}
 	link, err := t.expand(func(name string) string {
-		return pathSafeEscape(strings.TrimSpace(linkValues[name](r)))
+		v, _ := linkValue(name, r)
+		return pathSafeEscape(strings.TrimSpace(v))
 	})
 	if err != nil || len(link) > MaxLink {
 		return ""
@@ -95,7 +105,7 @@ func (t LinkTemplate) expand(value func(name string) string) (string, error) {
 			return "", errors.New("the link template has a { without its } (write %7B for a literal one)")
 		}
 		name := s[open+1 : open+1+end]
-		if _, ok := linkValues[name]; !ok {
+		if _, ok := linkValue(name, Result{}); !ok {
 			return "", fmt.Errorf("the link template has an unknown placeholder {%s} (want {environment}, {app}, {revision}, {host} or {namespace})", oneLine(name, 40))
 		}
 		b.WriteString(s[:open])
