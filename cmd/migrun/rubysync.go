@@ -7,14 +7,14 @@ import (
 )
 
 // rubySync is a run's Ruby sync file (rails.SyncOutput), kept off the
-// critical path: creating a file on the temp dir's file system, and
-// removing it, cost a tenth of a millisecond to more than one each (ext4
-// looks for an inode not deleted recently), so it is written in the
-// background from the start of the run, added to the command's RUBYOPT
-// when the command is about to start, and removed in the background once
-// no attempt follows, while the lock is released and the result reported.
-// migrun waits for the removal before it exits. A nil *rubySync (with
-// MIGRUN_RUBY_SYNC=false) does nothing.
+// critical path: it is found (or written) in the background from the
+// start of the run and added to the command's RUBYOPT when the command is
+// about to start. Usually it is the file an earlier run left, shared and
+// checked each time. A file of the run's own (when the shared one cannot
+// be had) is removed in the background once no attempt follows, while the
+// lock is released and the result reported, and migrun waits for the
+// removal before it exits. A nil *rubySync (with MIGRUN_RUBY_SYNC=false)
+// does nothing.
 type rubySync struct {
 	written chan struct{} // closed once SyncOutput returned
 	opt     string        // RUBYOPT with -r<file>
@@ -25,7 +25,7 @@ type rubySync struct {
 	removed    chan struct{} // closed once the file is gone
 }
 
-// startRubySync starts writing the sync file; rubyopt is the command's
+// startRubySync starts finding or writing the sync file; rubyopt is the command's
 // RUBYOPT, kept ahead of migrun's option.
 func startRubySync(rubyopt string) *rubySync {
 	s := &rubySync{written: make(chan struct{}), removed: make(chan struct{})}
@@ -46,8 +46,8 @@ func (s *rubySync) rubyopt() (opt string, ok bool, err error) {
 	return s.opt, s.err == nil, s.err
 }
 
-// cleanUp starts removing the file, once it is written; no command may
-// start after it. It may be called any number of times.
+// cleanUp starts removing a file of the run's own, once it is written;
+// no command may start after it. It may be called any number of times.
 func (s *rubySync) cleanUp() {
 	if s == nil {
 		return
@@ -56,15 +56,15 @@ func (s *rubySync) cleanUp() {
 		go func() {
 			defer close(s.removed)
 			<-s.written
-			if s.remove != nil {
+			if s.remove != nil { // nil when it could not be written
 				s.remove()
 			}
 		}()
 	})
 }
 
-// wait removes the file (if cleanUp has not started that yet) and waits
-// until it is gone.
+// wait removes a file of the run's own (if cleanUp has not started that
+// yet) and waits until it is gone.
 func (s *rubySync) wait() {
 	if s == nil {
 		return

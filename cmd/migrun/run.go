@@ -76,8 +76,9 @@ func runMain(ctx context.Context, args []string, environ map[string]string, stdo
 	r := &run{cfg: cfg, log: log, scrub: scrub, notifier: newNotifier(&cfg.NotifySettings, log),
 		environ: environ, stdout: stdout, stderr: stderr, res: res, signals: signals}
 	if cfg.RubySync {
-		// Written while migrun starts and takes the lock; removed before
-		// migrun exits, whichever way the run ends.
+		// Found or written while migrun starts and takes the lock; a file
+		// of the run's own is removed before migrun exits, whichever way
+		// the run ends.
 		r.rubySync = startRubySync(environ["RUBYOPT"])
 		defer r.rubySync.wait()
 	}
@@ -186,8 +187,8 @@ func (r *run) execute(ctx context.Context) {
 	r.addRubySync(env)
 	r.signals.wait()
 	r.runAttempts(ctx, locker, env, sigs)
-	// No attempt follows: the sync file goes while the lock is released
-	// and the result reported.
+	// No attempt follows: a sync file of the run's own goes while the lock is
+	// released and the result reported.
 	r.rubySync.cleanUp()
 }
 

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -98,10 +99,12 @@ func TestRecord(t *testing.T) {
 	}
 }
 
-// TestRubySyncFile: the Ruby sync file, written in the background while
-// migrun starts, is in the command's RUBYOPT and in place when the
-// command starts, and is gone when migrun returns, also when no command
-// ran; with MIGRUN_RUBY_SYNC=false there is none.
+// TestRubySyncFile: the Ruby sync file, found or written in the
+// background while migrun starts, is in the command's RUBYOPT and in place
+// when the command starts. The shared one stays for the next run (and is
+// the only file left); a file of the run's own (the shared name taken) is
+// gone when migrun returns, also when no command ran. With
+// MIGRUN_RUBY_SYNC=false there is none.
 func TestRubySyncFile(t *testing.T) {
 	tmp := t.TempDir()
 	t.Setenv("TMPDIR", tmp) // where rails.SyncOutput writes it
@@ -128,8 +131,24 @@ func TestRubySyncFile(t *testing.T) {
 	if !strings.Contains(res.stdout, "RUBYOPT=-W0 -r"+tmp+"/migrun-sync-") || !strings.Contains(res.stdout, "$stdout.sync = true") {
 		t.Errorf("the command did not find the sync file in its RUBYOPT (kept after the app's own):\n%s", res.stdout)
 	}
-	if m := leftover(); len(m) > 0 {
-		t.Errorf("the sync file is still there after migrun returned: %v", m)
+	shared := leftover()
+	if len(shared) != 1 || !strings.Contains(res.stdout, "-r"+shared[0]+"\n") {
+		t.Fatalf("after a run, want only the shared sync file the command loaded, found %v\n%s", shared, res.stdout)
+	}
+	// The shared name taken (by a directory here): the run writes its
+	// own file, and removes it.
+	if err := os.Remove(shared[0]); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(shared[0], "taken"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	res = runMainWith(t, env, "run", "--", "sh", "-c", show)
+	if res.status != 0 || strings.Contains(res.stdout, "-r"+shared[0]) || !strings.Contains(res.stdout, "$stdout.sync = true") {
+		t.Errorf("shared name taken: status %d, want a file of the run's own in RUBYOPT:\n%s", res.status, res.stdout)
+	}
+	if m := leftover(); !slices.Equal(m, shared) {
+		t.Errorf("the run's own sync file is still there after migrun returned: %v", m)
 	}
 
 	off := maps.Clone(env)
@@ -147,7 +166,7 @@ func TestRubySyncFile(t *testing.T) {
 	if res.status != report.ExitTempFail || strings.Contains(res.stdout, "RUBYOPT") {
 		t.Errorf("with the lock held elsewhere: status %d, want %d and no command run\nstdout: %s\nstderr: %s", res.status, report.ExitTempFail, res.stdout, res.stderr)
 	}
-	if m := leftover(); len(m) > 0 {
-		t.Errorf("the sync file is still there after a run that started no command: %v", m)
+	if m := leftover(); !slices.Equal(m, shared) {
+		t.Errorf("the run's own sync file is still there after a run that started no command: %v", m)
 	}
 }
