@@ -30,7 +30,7 @@ func pgConnect(ctx context.Context, rawURL string) (*pgx.Conn, error) {
 		return nil, err
 	}
 	cfg.RuntimeParams["application_name"] = "migrun-bench"
-	return pgx.ConnectConfig(ctx, cfg)
+	return dbconn.ConnectPostgres(ctx, cfg)
 }
 
 // myConfig is migrun's go-sql-driver configuration for a Rails URL.

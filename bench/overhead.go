@@ -261,9 +261,10 @@ func overheadNotes(walls [][]time.Duration, phases []map[string][]time.Duration,
 		ms(med(none)-med(0)), ms(phase(none, phaseStartup)), signed(med(file)-med(none)), signed(med(mariadb)-med(none)), signed(med(postgres)-med(none)), ms(phase(postgres, phaseLock))),
 		fmt.Sprintf("- A PostgreSQL connection costs %s in-process: the server forks a backend for each one and "+
 			"authenticates with SCRAM-SHA-256 (the client's PBKDF2 alone takes %s). With the default sslmode=prefer and "+
-			"a server that does not offer TLS, as here, pgx asks for TLS, is refused, and opens a second connection "+
-			"(a second backend) instead of going on in plain text on the first as libpq does: that is the difference "+
-			"to sslmode=disable, %s. The limit program pays the same.\n"+
+			"a server that does not offer TLS, as here, the connection asks for TLS, is refused, and goes on in plain "+
+			"text (dbconn.ConnectPostgres, as libpq does; pgx alone would open a second connection, and the server fork "+
+			"a second backend): the difference to sslmode=disable, %s, is that one round trip. The limit program "+
+			"connects the same way.\n"+
 			"- migrun's first statement, the session's protective settings and the attempt in one message, takes %s "+
 			"where the limit program's bare pg_try_advisory_lock takes %s (the first statement of a new backend loads "+
 			"catalog entries: the cheapest later round trip takes %s); unlock and NOTIFY %s. A runner that finds the "+
@@ -295,10 +296,6 @@ func overheadNotes(walls [][]time.Duration, phases []map[string][]time.Duration,
 		notes = append(notes, fmt.Sprintf("The PostgreSQL figure is within %s of the 10 ms bound, closer than this machine's "+
 			"drift between runs: repeated runs of this suite land on either side of it.", ms(max(added-overheadTarget, overheadTarget-added))))
 	}
-	notes = append(notes, "**Lowering the PostgreSQL figure.** Against a server without TLS, `sslmode=disable` in "+
-		"`DATABASE_URL` saves the second connection (and on a server with TLS, `sslmode=require` skips nothing but "+
-		"states the intent). migrun leaves TLS negotiation to pgx rather than reimplementing the protocol's SSLRequest "+
-		"in its own dialer to save one connection per run.")
 	return notes
 }
 
@@ -395,11 +392,11 @@ func pgProtocolSteps(ctx context.Context, url string, rounds int) (string, []tim
 	times, step := stepTimer(len(steps))
 	for range rounds {
 		var conn *pgx.Conn
-		if err := step(stepConnect, func() (err error) { conn, err = pgx.ConnectConfig(ctx, cfg); return err }); err != nil {
+		if err := step(stepConnect, func() (err error) { conn, err = dbconn.ConnectPostgres(ctx, cfg); return err }); err != nil {
 			return "", nil, err
 		}
 		var plain *pgx.Conn
-		if err := step(stepPlain, func() (err error) { plain, err = pgx.ConnectConfig(ctx, noSSL); return err }); err != nil {
+		if err := step(stepPlain, func() (err error) { plain, err = dbconn.ConnectPostgres(ctx, noSSL); return err }); err != nil {
 			return "", nil, err
 		}
 		err := step(stepLimitTry, func() error {

@@ -170,8 +170,8 @@ func throughputNotes(sums []lockSummary, bare time.Duration) []string {
 			budget := (slack - l.firstStart - l.beyond - l.lastExit) / (throughputRunners - 1)
 			notes = append(notes, fmt.Sprintf("PostgreSQL misses it twice over. **Its first start** takes %s (MariaDB's %s; far more than "+
 				"one uncontended run's connect and lock, §1): twenty runners start and connect at once, and their Go "+
-				"start-up, the client's SCRAM key derivation and the server's backend forks (two per connection with "+
-				"sslmode=prefer against a server without TLS) all share the machine's CPUs, the server's included. That leaves "+
+				"start-up, the client's SCRAM key derivation and the server's backend forks all share the machine's CPUs, "+
+				"the server's included. That leaves "+
 				"%s per hand-off, which even MariaDB's (p50 %s) would not meet. **Its hand-offs** (p50 %s) wake the two "+
 				"longest-waiting runners, not all of them, so they hardly depend on how many wait (p50 %s with 19 to 15 waiting, "+
 				"%s with 5 to 1); they take longer than MariaDB's, whose GET_LOCK wakes one waiter inside the server, by the "+

@@ -366,7 +366,7 @@ func inspectPostgres(ctx context.Context, u *dburl.URL, opts Options) (Inspectio
 		return Inspection{}, err
 	}
 	dbconn.PostgresIdentity(cfg, opts.Identity)
-	conn, err := pgx.ConnectConfig(ctx, cfg)
+	conn, err := dbconn.ConnectPostgres(ctx, cfg)
 	if err != nil {
 		return Inspection{}, fmt.Errorf("%w: %s: %w", ErrUnavailable, dbconn.PostgresAddr(u), dbconn.ClassifyPostgres(err, cfg))
 	}

@@ -148,7 +148,7 @@ func (p *pgLocker) dial(ctx context.Context, cfg *pgx.ConnConfig) (conn *pgx.Con
 	if p.askProbe && p.probe == nil {
 		withProbe := cfg.Copy()
 		withProbe.RuntimeParams["options"] = dbconn.WithOptionsProbe(cfg.RuntimeParams["options"])
-		conn, err := pgx.ConnectConfig(ctx, withProbe)
+		conn, err := dbconn.ConnectPostgres(ctx, withProbe)
 		if err == nil {
 			return conn, true, nil
 		}
@@ -156,14 +156,14 @@ func (p *pgLocker) dial(ctx context.Context, cfg *pgx.ConnConfig) (conn *pgx.Con
 			return nil, false, dbconn.ClassifyPostgres(err, withProbe)
 		}
 		// Is it the options? Connect without them.
-		plain, perr := pgx.ConnectConfig(ctx, cfg)
+		plain, perr := dbconn.ConnectPostgres(ctx, cfg)
 		if perr != nil {
 			return nil, false, dbconn.ClassifyPostgres(perr, cfg)
 		}
 		p.probe = &dbconn.OptionsProbe{Refused: dbconn.ClassifyPostgres(err, withProbe)}
 		return plain, false, nil
 	}
-	conn, err = pgx.ConnectConfig(ctx, cfg)
+	conn, err = dbconn.ConnectPostgres(ctx, cfg)
 	if err != nil {
 		return nil, false, dbconn.ClassifyPostgres(err, cfg)
 	}

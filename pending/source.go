@@ -86,7 +86,7 @@ func (s *source) postgres(ctx context.Context, q query) ([]string, error) {
 		}
 		cfg.RuntimeParams["application_name"] = "migrun-wait"
 		err = dbconn.Retry(ctx, s.connectTimeout, s.log, dbconn.PostgresAddr(s.url), func(ctx context.Context) error {
-			conn, err := pgx.ConnectConfig(ctx, cfg)
+			conn, err := dbconn.ConnectPostgres(ctx, cfg)
 			if err != nil {
 				return dbconn.ClassifyPostgres(err, cfg)
 			}

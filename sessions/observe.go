@@ -368,7 +368,7 @@ func (o *Observer) pgQuery(ctx context.Context, f func(context.Context, *pgx.Con
 			return err
 		}
 		dbconn.PostgresIdentity(cfg, o.name)
-		conn, err := pgx.ConnectConfig(ctx, cfg)
+		conn, err := dbconn.ConnectPostgres(ctx, cfg)
 		if err != nil {
 			if ctx.Err() != nil {
 				return fmt.Errorf("observer: connect to %s: %w", dbconn.PostgresAddr(o.u), ctx.Err())

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/migrun/migrun/dburl"
@@ -43,14 +42,14 @@ func Probe(ctx context.Context, u *dburl.URL) (Postgres, error) {
 	plain := cfg.Copy()
 	cfg.RuntimeParams["options"] = dbconn.WithOptionsProbe(cfg.RuntimeParams["options"])
 
-	conn, err := pgx.ConnectConfig(ctx, cfg)
+	conn, err := dbconn.ConnectPostgres(ctx, cfg)
 	if err != nil {
 		if ctx.Err() != nil {
 			return Postgres{}, ctx.Err()
 		}
 		refused := dbconn.ClassifyPostgres(err, cfg)
 		// Is it the option? Ask again without it.
-		c, perr := pgx.ConnectConfig(ctx, plain)
+		c, perr := dbconn.ConnectPostgres(ctx, plain)
 		if perr != nil {
 			if ctx.Err() != nil {
 				return Postgres{}, ctx.Err()

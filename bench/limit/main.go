@@ -42,7 +42,6 @@ import (
 
 	"github.com/caarlos0/env/v11"
 	"github.com/go-sql-driver/mysql"
-	"github.com/jackc/pgx/v5"
 	"github.com/slack-go/slack"
 
 	"github.com/migrun/migrun/dburl"
@@ -107,7 +106,7 @@ func run(command []string) int {
 func withPostgres(ctx context.Context, u *dburl.URL, command []string) int {
 	cfg, err := dbconn.PostgresConfig(u)
 	check(err)
-	conn, err := pgx.ConnectConfig(ctx, cfg)
+	conn, err := dbconn.ConnectPostgres(ctx, cfg)
 	check(err)
 	defer conn.Close(ctx)
 	var got bool
