@@ -67,6 +67,10 @@ func benchFootprint(ctx context.Context, t *tools, srv *servers, rounds int) *se
 	walls := make([][]time.Duration, len(variants))
 	traces := make([]initTraces, len(traced))
 	for round := -1; round < rounds; round++ {
+		if err := t.recache(round); err != nil {
+			s.err = err
+			return s
+		}
 		for i, v := range variants {
 			o, err := t.run(v.inv)
 			if err != nil {

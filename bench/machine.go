@@ -118,9 +118,12 @@ fsync off.
   differences across machines, not absolute times.
 - **Binaries as from an image**: migrun, the limit program and the helper
   are written to disk, dropped from the page cache and read back before the
-  runs, as a container image's binary is read. How a file came into the page
-  cache changes how many page faults starting it takes: a binary fresh from
-  the linker started up to 1.5 ms slower on a small VM.
+  runs, as a container image's binary is read, and again every 10 rounds of
+  the overhead and start-up runs. How a file came into the page cache changes
+  how many page faults starting it takes: a binary fresh from the linker
+  started up to 1.5 ms slower on a small VM, and each reading back is a draw
+  of its own (±25 faults, about ±0.5 ms, there), which a single reading
+  would carry through a whole run.
 - **Wall times** are taken by the benchmark program around the whole process
   (fork to wait4). Finer splits come from migrun's own JSON log lines
   (nanosecond timestamps) and from timestamps the command itself writes.

@@ -84,6 +84,10 @@ func benchOverhead(ctx context.Context, t *tools, srv *servers, rounds int) *sec
 	order := make([]int, len(variants))
 	shuffle := rand.New(rand.NewPCG(16, 1))
 	for round := -1; round < rounds; round++ {
+		if err := t.recache(round); err != nil {
+			s.err = err
+			return s
+		}
 		for i := range order {
 			order[i] = i
 		}
