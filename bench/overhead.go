@@ -267,8 +267,8 @@ func overheadNotes(walls [][]time.Duration, phases []map[string][]time.Duration,
 			"authenticates with SCRAM-SHA-256 (the client's PBKDF2 alone takes %s). With the default sslmode=prefer and "+
 			"a server that does not offer TLS, as here, the connection asks for TLS, is refused, and goes on in plain "+
 			"text (dbconn.ConnectPostgres, as libpq does; pgx alone would open a second connection, and the server fork "+
-			"a second backend): the difference to sslmode=disable, %s, is that one round trip. The limit program "+
-			"connects the same way.\n"+
+			"a second backend): sslmode=disable saves only the SSLRequest's round trip (the two connects, taking turns "+
+			"at going first, differ by %s). The limit program connects the same way.\n"+
 			"- migrun's first statement, the session's protective settings and the attempt in one message, takes %s "+
 			"where the limit program's bare pg_try_advisory_lock takes %s (the first statement of a new backend loads "+
 			"catalog entries: the cheapest later round trip takes %s); unlock and NOTIFY %s. A runner that finds the "+
@@ -394,14 +394,26 @@ func pgProtocolSteps(ctx context.Context, url string, rounds int) (string, []tim
 		stepClientSCRAM: "of the connect: the client's PBKDF2 (4096 iterations, pure CPU)",
 	}
 	times, step := stepTimer(len(steps))
-	for range rounds {
-		var conn *pgx.Conn
-		if err := step(stepConnect, func() (err error) { conn, err = dbconn.ConnectPostgres(ctx, cfg); return err }); err != nil {
-			return "", nil, err
+	for round := range rounds {
+		// The two connects take turns at going first: the first connect of
+		// a round runs while the server still ends the round before's
+		// backends, on the same CPUs.
+		var conn, plain *pgx.Conn
+		connects := []func() error{
+			func() error {
+				return step(stepConnect, func() (err error) { conn, err = dbconn.ConnectPostgres(ctx, cfg); return err })
+			},
+			func() error {
+				return step(stepPlain, func() (err error) { plain, err = dbconn.ConnectPostgres(ctx, noSSL); return err })
+			},
 		}
-		var plain *pgx.Conn
-		if err := step(stepPlain, func() (err error) { plain, err = dbconn.ConnectPostgres(ctx, noSSL); return err }); err != nil {
-			return "", nil, err
+		if round%2 == 1 {
+			connects[0], connects[1] = connects[1], connects[0]
+		}
+		for _, connect := range connects {
+			if err := connect(); err != nil {
+				return "", nil, err
+			}
 		}
 		err := step(stepLimitTry, func() error {
 			_, err := plain.PgConn().Exec(ctx, fmt.Sprintf("SELECT pg_try_advisory_lock(%d, %d)", k1+1, k2+1)).ReadAll()
