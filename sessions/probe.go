@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -62,14 +63,15 @@ func Probe(ctx context.Context, u *dburl.URL) (Postgres, error) {
 	defer conn.Close(context.WithoutCancel(ctx))
 
 	var got *string
-	var version int
-	err = conn.QueryRow(ctx, "SELECT "+dbconn.OptionsProbeColumns).Scan(&got, &version)
+	var versionNum string
+	err = conn.QueryRow(ctx, "SELECT "+dbconn.OptionsProbeColumns).Scan(&got, &versionNum)
 	if err != nil {
 		if ctx.Err() != nil {
 			return Postgres{}, ctx.Err()
 		}
 		return Postgres{}, fmt.Errorf("probe %s: %w", dbconn.PostgresAddr(u), queryError(err))
 	}
+	version, _ := strconv.Atoi(versionNum)
 	return FromProbe(dbconn.PostgresAddr(u), dbconn.OptionsProbe{Applied: got != nil && *got == "on", Version: version}), nil
 }
 
