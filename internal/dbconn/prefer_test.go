@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/migrun/migrun/dburl"
@@ -79,14 +80,7 @@ func TestConnectPostgresPrefer(t *testing.T) {
 			if tt.sslmode != "" {
 				raw += "?sslmode=" + tt.sslmode
 			}
-			u, err := dburl.Parse(raw)
-			if err != nil {
-				t.Fatal(err)
-			}
-			cfg, err := PostgresConfig(u)
-			if err != nil {
-				t.Fatal(err)
-			}
+			cfg := pgConfigOf(t, raw)
 			before := cfg.Copy()
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			start := time.Now()
@@ -151,18 +145,24 @@ func TestIsPrefer(t *testing.T) {
 		"postgres://u@/db?sslmode=prefer&host=h1,h2":                       false,
 		"postgres://u@/db?sslmode=prefer&host=/var/run/postgresql":         false,
 	} {
-		u, err := dburl.Parse(raw)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg, err := PostgresConfig(u)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := isPrefer(&cfg.Config); got != want {
+		if got := isPrefer(&pgConfigOf(t, raw).Config); got != want {
 			t.Errorf("%s: isPrefer %v, want %v", raw, got, want)
 		}
 	}
+}
+
+// pgConfigOf is PostgresConfig for a URL.
+func pgConfigOf(t *testing.T, raw string) *pgx.ConnConfig {
+	t.Helper()
+	u, err := dburl.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := PostgresConfig(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
 }
 
 // proxy plays one of the servers above for each connection, in front of
