@@ -452,11 +452,14 @@ func refusedSetting(code string) bool {
 }
 
 // readProbe records the probe's answer from its two columns
-// (dbconn.OptionsProbeColumns).
+// (dbconn.OptionsProbeColumns). An answer it cannot read leaves the probe
+// unknown (OptionsProbed is false), and the run asks with a probe of its
+// own.
 func (p *pgLocker) readProbe(setting, version []byte) {
-	n, _ := strconv.Atoi(string(version))
-	p.probe = &dbconn.OptionsProbe{Applied: string(setting) == "on", Version: n}
 	p.probing = false
+	if got, err := dbconn.ReadOptionsProbe(setting, version); err == nil {
+		p.probe = &got
+	}
 }
 
 // failedAt is the index of the statement of a multi-statement message

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -62,17 +61,19 @@ func Probe(ctx context.Context, u *dburl.URL) (Postgres, error) {
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 
-	var got *string
-	var versionNum string
-	err = conn.QueryRow(ctx, "SELECT "+dbconn.OptionsProbeColumns).Scan(&got, &versionNum)
+	var setting, versionNum []byte
+	err = conn.QueryRow(ctx, "SELECT "+dbconn.OptionsProbeColumns).Scan(&setting, &versionNum)
 	if err != nil {
 		if ctx.Err() != nil {
 			return Postgres{}, ctx.Err()
 		}
 		return Postgres{}, fmt.Errorf("probe %s: %w", dbconn.PostgresAddr(u), queryError(err))
 	}
-	version, _ := strconv.Atoi(versionNum)
-	return FromProbe(dbconn.PostgresAddr(u), dbconn.OptionsProbe{Applied: got != nil && *got == "on", Version: version}), nil
+	got, err := dbconn.ReadOptionsProbe(setting, versionNum)
+	if err != nil {
+		return Postgres{}, fmt.Errorf("probe %s: %w", dbconn.PostgresAddr(u), err)
+	}
+	return FromProbe(dbconn.PostgresAddr(u), got), nil
 }
 
 // FromProbe is what a probe connection to addr found (here, or on the

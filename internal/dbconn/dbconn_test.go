@@ -68,3 +68,23 @@ func TestRetryUntil(t *testing.T) {
 		t.Errorf("RetryUntil = %v after %d calls, want ErrUnavailable after 1", err, calls)
 	}
 }
+
+func TestReadOptionsProbe(t *testing.T) {
+	tests := []struct {
+		setting, version []byte
+		want             OptionsProbe
+		wantErr          bool
+	}{
+		{setting: []byte("on"), version: []byte("150020"), want: OptionsProbe{Applied: true, Version: 150020}},
+		{setting: nil, version: []byte("90624"), want: OptionsProbe{Version: 90624}}, // the options did not arrive
+		{setting: []byte("on"), version: []byte(""), wantErr: true},
+		{setting: []byte("on"), version: []byte("15.2"), wantErr: true},
+		{setting: []byte("on"), version: nil, wantErr: true},
+	}
+	for _, tt := range tests {
+		got, err := ReadOptionsProbe(tt.setting, tt.version)
+		if (err != nil) != tt.wantErr || (!tt.wantErr && got != tt.want) {
+			t.Errorf("ReadOptionsProbe(%q, %q) = %+v, %v; want %+v, error %v", tt.setting, tt.version, got, err, tt.want, tt.wantErr)
+		}
+	}
+}

@@ -1,6 +1,10 @@
 package dbconn
 
-import "strings"
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
 
 // OptionsProbeSetting is a placeholder setting (a dotted name any role may
 // set) that only a server applying a connection's startup options reports
@@ -19,6 +23,18 @@ func WithOptionsProbe(options string) string {
 // server) and server_version_num, as text (a cast would cost the first
 // statement of a new backend another catalog lookup, 0.3 ms).
 const OptionsProbeColumns = "current_setting('" + OptionsProbeSetting + "', true), current_setting('server_version_num')"
+
+// ReadOptionsProbe is the answer in OptionsProbeColumns' two columns:
+// setting (nil for SQL NULL) and server_version_num. A version that is not
+// a number is an error, not version 0, which would read as a server too
+// old for the dead-client settings.
+func ReadOptionsProbe(setting []byte, versionNum []byte) (OptionsProbe, error) {
+	v, err := strconv.Atoi(string(versionNum))
+	if err != nil || v <= 0 {
+		return OptionsProbe{}, fmt.Errorf("unexpected server_version_num %q", versionNum)
+	}
+	return OptionsProbe{Applied: string(setting) == "on", Version: v}, nil
+}
 
 // OptionsProbe is what a probe connection found.
 type OptionsProbe struct {
