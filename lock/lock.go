@@ -2,9 +2,11 @@
 // migrate a database at a time.
 //
 // A Locker is bound to one dedicated database connection (or one lock file).
-// Waiting never holds a transaction or snapshot open, so waiters can never get
-// in the way of the migration that holds the lock (CREATE INDEX CONCURRENTLY
-// waits for every open snapshot).
+// Waiting never holds a transaction or snapshot open, and holding takes no
+// snapshot (in transaction mode the keep-alive's check is an empty
+// statement), so runners can never get in the way of the migration that
+// holds the lock (CREATE INDEX CONCURRENTLY waits for every transaction
+// that had a snapshot when it looked).
 //
 // A held database lock is guarded on both ends. The lock's session tells
 // the server to end it when migrun has been silent for Timing.ServerBound

@@ -271,15 +271,22 @@ func TestPostgresNotRailsLock(t *testing.T) {
 	}
 }
 
-// TestPostgresWaitersHoldNoSnapshot: CREATE INDEX CONCURRENTLY, which
-// waits for every older snapshot, completes while runners wait.
-func TestPostgresWaitersHoldNoSnapshot(t *testing.T) {
+// TestPostgresLockHoldsNoSnapshot: CREATE INDEX CONCURRENTLY, which
+// waits for the transaction of every session that had a snapshot when it
+// looked, completes while one runner holds the lock and others wait. The
+// holder confirms its lock all the time here (every millisecond), so a
+// confirmation that took a snapshot inside the held transaction would
+// stall an index build until the lock was released: a deadlock, as the
+// migration building it runs under that lock.
+func TestPostgresLockHoldsNoSnapshot(t *testing.T) {
 	for _, mode := range []Mode{ModeSession, ModeTransaction} {
 		t.Run(string(mode), func(t *testing.T) {
 			srv := testdb.Postgres(t)
 			db, raw := srv.CreateDatabase(t)
 			u := mustParse(t, raw)
-			holder := newLocker(t, u, mode, db)
+			opts := testOptions(db, mode)
+			opts.KeepAlive = time.Millisecond
+			holder := newLockerWith(t, u, opts)
 			if err := lockWithin(t, holder, 30*time.Second); err != nil {
 				t.Fatal(err)
 			}
@@ -306,12 +313,28 @@ func TestPostgresWaitersHoldNoSnapshot(t *testing.T) {
 				time.Sleep(20 * time.Millisecond)
 			}
 			conn := connectPG(t, raw)
-			// A bound on what must not hang, generous for a loaded machine.
-			ictx, icancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			defer icancel()
-			for _, q := range []string{"CREATE TABLE users (email text)", "CREATE INDEX CONCURRENTLY users_email ON users (email)"} {
-				if _, err := conn.Exec(ictx, q); err != nil {
-					t.Fatalf("%s: %v (waiters hold a snapshot?)", q, err)
+			if _, err := conn.Exec(context.Background(), "CREATE TABLE users (email text)"); err != nil {
+				t.Fatal(err)
+			}
+			// A busy server: thousands of locks make every read of
+			// pg_locks take milliseconds, long enough for an index build's
+			// last steps to fall inside one.
+			busy := connectPG(t, raw)
+			if _, err := busy.Exec(context.Background(), "SELECT pg_advisory_lock(1, g) FROM generate_series(1, 5000) g"); err != nil {
+				t.Fatal(err)
+			}
+			// Each build looks for snapshots once, at its end; ten of
+			// them against a check every millisecond.
+			for i := range 10 {
+				// A bound on what must not hang, generous for a loaded machine.
+				ictx, icancel := context.WithTimeout(context.Background(), time.Minute)
+				_, err := conn.Exec(ictx, "CREATE INDEX CONCURRENTLY users_email ON users (email)")
+				icancel()
+				if err != nil {
+					t.Fatalf("build %d: CREATE INDEX CONCURRENTLY: %v (a runner holds a snapshot?)", i+1, err)
+				}
+				if _, err := conn.Exec(context.Background(), "DROP INDEX users_email"); err != nil {
+					t.Fatal(err)
 				}
 			}
 			cancel()

@@ -711,7 +711,23 @@ func (p *pgLocker) sameSession(ctx context.Context) (bool, error) {
 }
 
 // confirm is the keep-alive's check: does this backend hold the lock?
+//
+// In transaction mode the lock lasts exactly as long as the transaction,
+// so an empty statement answers: the server's ready-for-query status
+// says whether the transaction is still open ('T'; through PgBouncer too,
+// which keeps the server connection for an open transaction). Any SELECT
+// would take a snapshot inside the held transaction, and CREATE INDEX
+// CONCURRENTLY waits for the end of every transaction that had one when
+// it looked: an index build of the migration would then wait for the
+// lock's release, which waits for the migration. An empty statement takes
+// none.
 func (p *pgLocker) confirm(ctx context.Context) (bool, error) {
+	if p.opts.Mode == ModeTransaction {
+		if _, err := p.conn.PgConn().Exec(ctx, "").ReadAll(); err != nil {
+			return false, err
+		}
+		return p.conn.PgConn().TxStatus() == 'T', nil
+	}
 	var ok bool
 	err := p.conn.QueryRow(ctx, "SELECT EXISTS ("+p.heldHere()+")").Scan(&ok)
 	return ok, err
