@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"net"
 	"strings"
@@ -374,5 +375,57 @@ func TestGateReconnects(t *testing.T) {
 	appTreeAdd(t, root, "db/migrate/20240103000000_add_flag.rb")
 	if v, err := g.Check(ctx); err != nil || versionsOf(v) != "20240103000000" {
 		t.Fatalf("after a new file: %+v, %v", v, err)
+	}
+}
+
+// TestSearchPathReadLeavesNoOpenTransaction: a read under Rails' search
+// path never leaves a transaction open while the server waits for migrun
+// (a wait whose network dropped right then would keep it open, and an
+// index built concurrently meanwhile would wait for it). The server is
+// watched while reads follow each other without a pause.
+func TestSearchPathReadLeavesNoOpenTransaction(t *testing.T) {
+	srv := testdb.Postgres(t)
+	db, url := srv.CreateDatabase(t)
+	appExec(t, url, schemaMigrations("schema_migrations", "20240101000000")...)
+	u, err := dburl.Parse(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &source{name: "primary", url: u, connectTimeout: 10 * time.Second, log: slog.New(slog.DiscardHandler)}
+	defer s.close()
+	q := query{table: "schema_migrations", searchPath: "public", setPath: true}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if v, err := s.versions(ctx, q); err != nil || len(v) != 1 {
+		t.Fatalf("versions = %v, %v", v, err)
+	}
+	stop := make(chan struct{})
+	reads := make(chan int, 1)
+	go func() {
+		n := 0
+		defer func() { reads <- n }()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := s.versions(ctx, q); err != nil {
+				t.Error(err)
+				return
+			}
+			n++
+		}
+	}()
+	open := 0
+	for range 500 {
+		open += int(srv.QueryInt(t, db, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'migrun-wait' AND state LIKE 'idle in transaction%'"))
+	}
+	close(stop)
+	if n := <-reads; n < 100 {
+		t.Fatalf("only %d reads while the server was watched", n)
+	}
+	if open > 0 {
+		t.Errorf("the read's session was seen idle in a transaction %d times", open)
 	}
 }

@@ -103,23 +103,24 @@ func (s *source) postgres(ctx context.Context, q query) ([]string, error) {
 		return collectPostgres(s.pg.Query(ctx, sql))
 	}
 	// Rails runs `SET search_path TO <schema_search_path>` on connecting.
-	// set_config(…, true) is the same setting local to one transaction,
-	// so it holds for the read through a transaction pooler (PgBouncer)
-	// and is gone after it, whichever server connection served it.
-	tx, err := s.pg.Begin(ctx)
-	if err != nil {
-		return nil, err
-	}
-	// A read: rolled back, whatever happened (a missing table aborts it).
-	defer func() {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		_ = tx.Rollback(rctx)
-	}()
-	if _, err := tx.Exec(ctx, "SELECT set_config('search_path', $1, true)", q.searchPath); err != nil {
+	// set_config(…, true) is the same setting local to one transaction.
+	// Both statements go in one batch, which the simple protocol
+	// (dbconn.PostgresConfig) sends as one message: the server runs them
+	// in one implicit transaction, so the setting holds for the
+	// read through a transaction pooler (PgBouncer) and is gone after it,
+	// and the transaction never waits on migrun between statements. (An
+	// explicit BEGIN … ROLLBACK would leave it open for round trips, and a
+	// wait whose network dropped right then would keep it open until the
+	// server noticed; an index built concurrently meanwhile waits for it.)
+	batch := &pgx.Batch{}
+	batch.Queue("SELECT set_config('search_path', $1, true)", q.searchPath)
+	batch.Queue(sql)
+	results := s.pg.SendBatch(ctx, batch)
+	defer results.Close()
+	if _, err := results.Exec(); err != nil {
 		return nil, fmt.Errorf("schema_search_path %q: %w", q.searchPath, err)
 	}
-	return collectPostgres(tx.Query(ctx, sql))
+	return collectPostgres(results.Query())
 }
 
 func collectPostgres(rows pgx.Rows, err error) ([]string, error) {
