@@ -157,7 +157,9 @@ func slackLink(link string) string {
 	if link == "" || len(link) > report.MaxLink || err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return ""
 	}
-	href := linkEscaper().Replace(report.CleanOutput(link))
+	// The scheme as url.Parse has it, lower case: Slack links only
+	// "http" and "https" spelt so.
+	href := linkEscaper().Replace(report.CleanOutput(u.Scheme + link[len(u.Scheme):]))
 	label := escapeWithin(u.Host, maxLinkLabel)
 	if len(href)+len(label)+len("<|>") > maxLinkLine {
 		return ""

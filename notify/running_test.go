@@ -260,6 +260,7 @@ func TestSlackLink(t *testing.T) {
 		"": "",
 		"https://argocd.example.com/applications/shop?revision=v1&env=prod": "<https://argocd.example.com/applications/shop?revision=v1&amp;env=prod|argocd.example.com>",
 		"https://x.example/a|b<c>d e":                                       "<https://x.example/a%7Cb%3Cc%3Ed%20e|x.example>",
+		"HTTPS://x.example/A":                                               "<https://x.example/A|x.example>",
 		"javascript:alert(1)":                                               "",
 		"ftp://x.example/":                                                  "",
 		"/relative":                                                         "",
