@@ -28,7 +28,7 @@ const OptionsProbeColumns = "current_setting('" + OptionsProbeSetting + "', true
 // setting (nil for SQL NULL) and server_version_num. A version that is not
 // a number is an error, not version 0, which would read as a server too
 // old for the dead-client settings.
-func ReadOptionsProbe(setting []byte, versionNum []byte) (OptionsProbe, error) {
+func ReadOptionsProbe(setting, versionNum []byte) (OptionsProbe, error) {
 	v, err := strconv.Atoi(string(versionNum))
 	if err != nil || v <= 0 {
 		return OptionsProbe{}, fmt.Errorf("unexpected server_version_num %q", versionNum)
