@@ -129,18 +129,26 @@ func TestRailsFailingMigration(t *testing.T) {
 }
 
 // TestRailsConcurrentIndexWithWaiters: the holder's CREATE INDEX
-// CONCURRENTLY waits for every open snapshot; runners waiting for the lock
-// must hold none, or the migration would hang.
+// CONCURRENTLY waits for the end of every transaction that had a snapshot
+// when it looked; runners waiting for the lock must hold none, nor the
+// holder's own session (in transaction mode an open transaction for the
+// whole run), or the migration would hang. The holder confirms its lock
+// every millisecond, on a server whose thousands of locks make a read of
+// pg_locks take milliseconds.
 func TestRailsConcurrentIndexWithWaiters(t *testing.T) {
 	const waiters = 3
 	srv := servers(t)["postgresql"]
-	_, url := srv.CreateDatabase(t)
-	app := railsApp(t)
-	// Before building the index, wait until the other runners are connected
-	// and waiting for the lock (each migrun holds one connection named
-	// "migrun <host> <pid>"; the command's own are "migrun command ...").
-	// Outside a transaction: pg_stat_activity is read once per transaction.
-	addMigration(t, app, "20240101500000", "wait_for_waiters", fmt.Sprintf(`  disable_ddl_transaction!
+	for _, mode := range []string{"session", "transaction"} {
+		t.Run(mode, func(t *testing.T) {
+			_, url := srv.CreateDatabase(t)
+			busy := namedPgConn(t, url, "busy")
+			pgExec(t, busy, "SELECT pg_advisory_lock(1, g) FROM generate_series(1, 5000) g")
+			app := railsApp(t)
+			// Before building the index, wait until the other runners are connected
+			// and waiting for the lock (each migrun holds one connection named
+			// "migrun <host> <pid>"; the command's own are "migrun command ...").
+			// Outside a transaction: pg_stat_activity is read once per transaction.
+			addMigration(t, app, "20240101500000", "wait_for_waiters", fmt.Sprintf(`  disable_ddl_transaction!
 
   def up
     deadline = Time.now + 60
@@ -149,12 +157,17 @@ func TestRailsConcurrentIndexWithWaiters(t *testing.T) {
       sleep 0.05
     end
   end`, waiters+1))
-	invs := make([]invocation, waiters+1)
-	for i := range invs {
-		invs[i] = invocation{dir: app, env: railsEnv(url)}
-	}
-	if indexed := runTogether(t, invs, "AddIndexToUsersEmail: migrated"); indexed != 1 {
-		t.Errorf("%d runners built the index, want 1", indexed)
+			env := railsEnv(url)
+			env["MIGRUN_LOCK_MODE"] = mode
+			env["MIGRUN_KEEPALIVE_INTERVAL"] = "1ms"
+			invs := make([]invocation, waiters+1)
+			for i := range invs {
+				invs[i] = invocation{dir: app, env: env}
+			}
+			if indexed := runTogether(t, invs, "AddIndexToUsersEmail: migrated"); indexed != 1 {
+				t.Errorf("%d runners built the index, want 1", indexed)
+			}
+		})
 	}
 }
 
